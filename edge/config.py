@@ -1,0 +1,250 @@
+"""The TOML configuration: defaults that run the demo, strict validation, clear messages.
+
+Every section is a frozen dataclass; its fields are the keys allowed in ``[section]``. A key that is
+not a field, a value of the wrong type or outside its range raises ``ConfigError`` naming the key,
+so a typo on a gate's SD card never silently falls back to a default.
+
+A field may carry ``metadata={"check": (predicate, "must be ...")}``; use :func:`check` to add one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from edge.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Jetson (Ubuntu 22.04) ships Python 3.10
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path("/etc/maskgate/maskgate.toml")
+DEFAULT_STATE = Path("/var/lib/maskgate")
+
+
+def check(default: Any, predicate: Callable[[Any], bool], must: str) -> Any:
+    """A dataclass field with a default and a validity rule (``must`` completes "must be ...")."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default),
+                     metadata={"check": (predicate, must)})
+    return field(default=default, metadata={"check": (predicate, must)})
+
+
+def _positive(v: float) -> bool:
+    return v > 0
+
+
+def _non_negative(v: float) -> bool:
+    return v >= 0
+
+
+def _gpio_pin(v: int | None) -> bool:
+    return v is None or 0 <= v <= 63
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    """Where frames come from."""
+
+    source: str = check("replay", lambda v: v in ("replay", "opencv", "picamera2"),
+                        "one of replay, opencv, picamera2")
+    # opencv: a device index ("0"), a path ("/dev/video0") or a GStreamer pipeline string.
+    device: str = "0"
+    # replay: a video file or an image folder; empty means the bundled demo clip.
+    path: str = ""
+    width: int = check(640, _positive, "a positive number of pixels")
+    height: int = check(480, _positive, "a positive number of pixels")
+    fps: float = check(30.0, _positive, "a positive frame rate")
+    # replay: pace frames at the clip's own rate (True) or as fast as they decode (False).
+    realtime: bool = True
+    loop: bool = False
+    # Rotate the sensor image by this many degrees clockwise (camera mounted sideways).
+    rotate: int = check(0, lambda v: v in (0, 90, 180, 270), "0, 90, 180 or 270")
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Face detection and landmarks."""
+
+    max_faces: int = check(2, lambda v: 1 <= v <= 4, "between 1 and 4 (2 lets the gate see a second person)")
+    min_detection_confidence: float = check(0.5, lambda v: 0 < v < 1, "between 0 and 1")
+    min_tracking_confidence: float = check(0.5, lambda v: 0 < v < 1, "between 0 and 1")
+    # Faces narrower than this (pixels between the pupils) are too far away to judge.
+    min_pupil_distance_px: float = check(28.0, _positive, "a positive number of pixels")
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    """The randomised challenge."""
+
+    challenges: list = check(["blink", "turn-left", "turn-right"],
+                             lambda v: bool(v) and all(c in ("blink", "turn-left", "turn-right") for c in v),
+                             "a non-empty list of blink, turn-left, turn-right")
+    steps: int = check(2, lambda v: 1 <= v <= 4, "between 1 and 4")
+    step_timeout_s: float = check(3.0, _positive, "a positive number of seconds")
+    turn_threshold_deg: float = check(20.0, lambda v: 5 <= v <= 60, "between 5 and 60 degrees")
+    prompt: str = check("log", lambda v: v in ("log", "window", "led"), "one of log, window, led")
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    """The eye-region embedder."""
+
+    # Empty means the default model named in models/manifest.toml.
+    model: str = ""
+    threads: int = check(1, lambda v: 1 <= v <= 8, "between 1 and 8")
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """1:N search and the decision threshold."""
+
+    # 0 means the threshold calibrated in models/manifest.toml.
+    threshold: float = check(0.0, lambda v: 0 <= v < 1, "between 0 and 1 (0: use the manifest's)")
+    frames: int = check(3, lambda v: 1 <= v <= 30, "between 1 and 30")
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """The decision state machine."""
+
+    cooldown_s: float = check(3.0, _non_negative, "zero or more seconds")
+    max_failures: int = check(5, _positive, "a positive count")
+    lockout_s: float = check(60.0, _non_negative, "zero or more seconds")
+
+
+@dataclass(frozen=True)
+class DoorConfig:
+    """The door: relay, inputs, alarms. Pins are BCM numbers (gpiozero) or line offsets (gpiod)."""
+
+    backend: str = check("mock", lambda v: v in ("gpiozero", "gpiod", "mock"),
+                         "one of gpiozero, gpiod, mock")
+    gpiochip: str = "/dev/gpiochip0"
+    relay_pin: int = check(17, _gpio_pin, "a GPIO number from 0 to 63")
+    relay_active_high: bool = True
+    open_s: float = check(3.0, lambda v: 0.2 <= v <= 30, "between 0.2 and 30 seconds")
+    contact_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    rex_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    alt_entry_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    led_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    buzzer_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    held_open_s: float = check(30.0, _positive, "a positive number of seconds")
+
+
+@dataclass(frozen=True)
+class VaultConfig:
+    """The sealed template file."""
+
+    # Records not seen for this many days are purged; 0 keeps them until removed.
+    retention_days: int = check(0, _non_negative, "zero or more days")
+    # Hex Ed25519 public keys of installers whose signed bundles may be imported.
+    trusted_keys: list = check([], lambda v: all(isinstance(k, str) and len(k) == 64 for k in v),
+                               "a list of 64-character hex Ed25519 public keys")
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """The hash-chained event log."""
+
+    retention_days: int = check(90, _non_negative, "zero or more days")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; ``Config()`` is the demo's."""
+
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    vision: VisionConfig = field(default_factory=VisionConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    match: MatchConfig = field(default_factory=MatchConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+    door: DoorConfig = field(default_factory=DoorConfig)
+    vault: VaultConfig = field(default_factory=VaultConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, a) for a in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint in (list, dict, str, bool):
+        return isinstance(value, hint)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
+    return {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+            list: "a list", dict: "a table"}.get(hint, str(hint))
+
+
+def _build_section(cls: type, name: str, data: Any, origin: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: [{name}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if key not in fields:
+            raise ConfigError(f"{origin}: unknown key {name}.{key} (known: {', '.join(fields)})")
+        hint = hints[key]
+        if not _type_ok(value, hint):
+            raise ConfigError(f"{origin}: {name}.{key} must be {_type_name(hint)}, not {value!r}")
+        rule = fields[key].metadata.get("check")
+        if rule and not rule[0](value):
+            raise ConfigError(f"{origin}: {name}.{key} must be {rule[1]}, not {value!r}")
+    return cls(**data)
+
+
+def from_dict(data: dict, origin: str = "config") -> Config:
+    """Build and validate a ``Config`` from parsed TOML (``origin`` names it in messages)."""
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    kwargs = {}
+    for name, value in data.items():
+        if name not in sections:
+            raise ConfigError(f"{origin}: unknown section [{name}] (known: {', '.join(sections)})")
+        section_cls = sections[name].default_factory  # type: ignore[misc]
+        kwargs[name] = _build_section(section_cls, name, value, origin)
+    return Config(**kwargs)
+
+
+def load(path: Path | str | None = None) -> Config:
+    """Read the config file; a missing default file means the defaults, a missing named one is an error."""
+    explicit = path is not None
+    p = Path(path) if explicit else DEFAULT_CONFIG
+    if not p.exists():
+        if explicit:
+            raise ConfigError(f"config file {p} does not exist (give an existing file to --config)")
+        log.debug("no config at %s; using defaults", p)
+        return Config()
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read: {e}") from None
+    return from_dict(data, str(p))
+
+
+def replace(cfg: Config, section: str, **changes: Any) -> Config:
+    """A copy of ``cfg`` with some keys of one section changed (validated like the file)."""
+    current = dataclasses.asdict(getattr(cfg, section))
+    current.update(changes)
+    cls = type(getattr(cfg, section))
+    return dataclasses.replace(cfg, **{section: _build_section(cls, section, current, "option")})

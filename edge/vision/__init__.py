@@ -1,0 +1,1 @@
+"""Faces in frames: MediaPipe landmarks, pure-numpy geometry, the aligned eye crop."""

@@ -1,0 +1,122 @@
+"""MediaPipe face detection and the 478-point face mesh (with iris) -> ``Face``.
+
+The models are the ``.tflite`` files inside the pinned ``mediapipe==0.10.18`` wheel; nothing is
+downloaded. Detection gives each face its box and confidence; the mesh, run on the same frame, gives
+its landmarks. Faces are reported largest first, so ``faces[0]`` is the person nearest the gate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.errors import ModelError
+from edge.native import quiet_stderr
+
+log = logging.getLogger(__name__)
+
+# MediaPipe's C++ side logs through glog; keep its start-up chatter off the technician's terminal.
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+N_LANDMARKS = 478
+RIGHT_PUPIL = 468  # the person's right eye (image left in an unmirrored camera)
+LEFT_PUPIL = 473
+
+
+@dataclass(frozen=True)
+class Face:
+    """One face in one frame, in pixel coordinates of that frame.
+
+    ``landmarks`` is (478, 3) float32: x, y in pixels and z (relative depth, same scale as x, smaller
+    is nearer the camera). ``box`` is (x0, y0, x1, y1). ``score`` is the detector's confidence, or
+    0.5 when the detector missed a face the mesh is still tracking.
+    """
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        x0, y0, x1, y1 = self.box
+        return max(0.0, x1 - x0) * max(0.0, y1 - y0)
+
+    @property
+    def center(self) -> tuple[float, float]:
+        x0, y0, x1, y1 = self.box
+        return (x0 + x1) / 2, (y0 + y1) / 2
+
+    @property
+    def pupils(self) -> tuple[np.ndarray, np.ndarray]:
+        """(right pupil, left pupil) as (x, y) pixels; the person's right and left."""
+        return self.landmarks[RIGHT_PUPIL, :2], self.landmarks[LEFT_PUPIL, :2]
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class Landmarker:
+    """Finds faces and their landmarks in RGB frames.
+
+    ``static=True`` treats every image on its own (photos, enrolment images); ``False`` lets the
+    mesh track between video frames, which is faster and steadier on a camera stream.
+    """
+
+    def __init__(self, max_faces: int = 2, static: bool = False, min_detection_confidence: float = 0.5,
+                 min_tracking_confidence: float = 0.5) -> None:
+        try:
+            from mediapipe.python.solutions import face_detection, face_mesh
+        except ImportError as e:
+            raise ModelError(f"MediaPipe is not installed or broken ({e}); run scripts/setup.sh") from None
+        with quiet_stderr():  # the graphs log their start-up on first use; warm them up silently
+            self._detector = face_detection.FaceDetection(
+                model_selection=0, min_detection_confidence=min_detection_confidence)
+            self._mesh = face_mesh.FaceMesh(
+                static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
+                min_detection_confidence=min_detection_confidence,
+                min_tracking_confidence=min_tracking_confidence)
+            self.detect(np.zeros((64, 64, 3), np.uint8))
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """All faces in an RGB uint8 image, largest first; an empty list when there is none."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image, got {image.dtype} {image.shape}")
+        h, w = image.shape[:2]
+        image = np.ascontiguousarray(image)
+        mesh = self._mesh.process(image)
+        if not mesh.multi_face_landmarks:
+            return []
+        detections = []
+        for d in self._detector.process(image).detections or []:
+            rb = d.location_data.relative_bounding_box
+            detections.append(((rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
+                                (rb.ymin + rb.height) * h), float(d.score[0])))
+        faces = []
+        for lm in mesh.multi_face_landmarks:
+            pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lm.landmark], dtype=np.float32)
+            box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
+                   float(pts[:, 1].max()))
+            overlaps = [(_iou(box, db), s) for db, s in detections]
+            best = max(overlaps, default=(0.0, 0.0))
+            score = best[1] if best[0] > 0.3 else 0.5
+            faces.append(Face(box, pts, score))
+        faces.sort(key=lambda f: f.area, reverse=True)
+        return faces
+
+    def close(self) -> None:
+        self._mesh.close()
+        self._detector.close()
+
+    def __enter__(self) -> "Landmarker":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
