@@ -1,0 +1,45 @@
+"""Shared test helpers: fixture paths and running the real ``maskgate`` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+
+def maskgate(*args: str, timeout: float = 300, env: dict | None = None) -> Result:
+    """Run the installed command as a user would, in a fresh process."""
+    p = subprocess.run([sys.executable, "-m", "edge.cli", *map(str, args)], capture_output=True,
+                       text=True, timeout=timeout, env={**os.environ, **(env or {})}, cwd=ROOT)
+    return Result(p.returncode, p.stdout, p.stderr)
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Path:
+    d = tmp_path / "state"
+    d.mkdir()
+    return d
