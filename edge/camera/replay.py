@@ -49,7 +49,7 @@ class ReplaySource:
         self.loop = loop
         self.rotate = rotate
         self._index = 0
-        self._start = time.monotonic()
+        self._start = 0.0  # set at the first read, so opening the file does not count as playing it
         self._cap: cv2.VideoCapture | None = None
         self._files: list[Path] = []
         if not self.path.exists():
@@ -94,6 +94,8 @@ class ReplaySource:
         if image is None:
             return None
         t = self._index / self.fps
+        if self._index == 0:
+            self._start = time.monotonic()
         if self.realtime:
             delay = self._start + t - time.monotonic()
             if delay > 0:
