@@ -1,0 +1,606 @@
+"""Technician checks (``maskgate diag``) and the camera positioning aid (``maskgate preview``).
+
+A technician at a gate has a keyboard, no internet and a fault to find. Each check looks at one
+part, says ``ok`` / ``warn`` / ``fail`` with one line of what it saw and, when there is something to
+do, a hint saying what. A check that does not apply here (no systemd on a laptop, a recording in
+place of a camera, simulated pins) says so as ``warn``; a check never crashes the others: an
+unexpected exception becomes that check's ``fail`` line. Nothing here writes a frame anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from edge.config import Config
+from edge.errors import CameraError, ConfigError, MaskgateError
+
+log = logging.getLogger(__name__)
+
+# Root of the files the board/clock checks read (/proc, /sys, /dev); tests point it at a fake tree.
+SYS = Path("/")
+SERVICE = "maskgate.service"
+MIN_YEAR = 2025  # a clock before this was never set (no RTC, no NTP since boot)
+DARK, BRIGHT = 40.0, 220.0  # mean grey level (0-255) outside which faces are hard to see
+TEMP_WARN_C, TEMP_FAIL_C = 70.0, 80.0  # a Pi 4/5 starts to throttle at 80-85 degrees C
+DISK_WARN_MB, DISK_FAIL_MB = 1024, 100
+
+
+class Finding(NamedTuple):
+    """What one check saw: status, one line of detail, and what to do (may be empty)."""
+
+    status: str
+    detail: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Result:
+    """A finding with its check's name: one line of ``maskgate diag`` output."""
+
+    check: str
+    status: str
+    detail: str
+    hint: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        d = {"check": self.check, "status": self.status, "detail": self.detail}
+        if self.hint:
+            d["hint"] = self.hint
+        return d
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every check may look at."""
+
+    cfg: Config
+    state: Path
+    yes: bool = False
+
+
+def _ok(detail: str, hint: str = "") -> Finding:
+    return Finding("ok", detail, hint)
+
+
+def _warn(detail: str, hint: str = "") -> Finding:
+    return Finding("warn", detail, hint)
+
+
+def _fail(detail: str, hint: str = "") -> Finding:
+    return Finding("fail", detail, hint)
+
+
+def _module(name: str) -> ModuleType | None:
+    """``edge.<name>``, or None when this build does not have it yet (other import errors propagate)."""
+    try:
+        return importlib.import_module(f"edge.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"edge.{name}":
+            return None
+        raise
+
+
+def _missing(name: str) -> Finding:
+    return _warn(f"{name} not installed", f"this build of maskgate has no edge/{name}.py")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip("\x00\n ")
+    except OSError:
+        return None
+
+
+def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
+    """A command's stdout, or None when it is not installed, fails or hangs."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout if p.returncode == 0 else None
+
+
+# ---- camera ----
+
+def _camera_hint(cfg: Config) -> str:
+    cam = cfg.camera
+    if cam.source == "opencv":
+        videos = sorted(str(p) for p in (SYS / "dev").glob("video*"))
+        if not videos:
+            return "no /dev/video* device: plug the camera in (or set camera.source), then `v4l2-ctl --list-devices`"
+        return (f"devices here: {' '.join(videos)}; set camera.device to one of them; the user needs group video; "
+                f"stop the gate first if it runs (`sudo systemctl stop maskgate`)")
+    if cam.source == "picamera2":
+        return ("check the ribbon cable and `rpicam-hello --list-cameras`; stop the gate first if it runs "
+                "(`sudo systemctl stop maskgate`)")
+    return "set camera.path to a readable video or image folder (empty = the bundled demo clip)"
+
+
+def _grab(cfg: Config) -> tuple[list[Any], float, str]:
+    """Some frames from the configured source, the frame rate they came at, and the source's name.
+
+    A live camera is read for about a second after a short warm-up (auto exposure), so its rate is
+    the real one; a recording reports the rate written in the file.
+    """
+    from edge.camera import open_source
+
+    cam = cfg.camera
+    live = cam.source != "replay"
+    source = open_source(cam if live else dataclasses.replace(cam, realtime=False, loop=False))
+    frames = []
+    try:
+        if live:
+            for _ in range(5):
+                source.read()
+            t_end = time.monotonic() + 1.0
+            while time.monotonic() < t_end and len(frames) < 120:
+                f = source.read()
+                if f is None:
+                    break
+                frames.append(f)
+            span = frames[-1].t - frames[0].t if len(frames) > 1 else 0.0
+            fps = (len(frames) - 1) / span if span > 0 else 0.0
+        else:
+            while len(frames) < 90 and (f := source.read()) is not None:
+                frames.append(f)
+            fps = float(getattr(source, "fps", 0.0))
+    finally:
+        source.close()
+    return frames, fps, source.name
+
+
+def check_camera(ctx: Context) -> Finding:
+    """Opens; real frame rate and resolution; brightness; a face visible now."""
+    cfg = ctx.cfg
+    try:
+        frames, fps, name = _grab(cfg)
+    except CameraError as e:
+        return _fail(str(e), _camera_hint(cfg))
+    if not frames:
+        return _fail(f"{cfg.camera.source}: opened but gave no frames", _camera_hint(cfg))
+    from edge.native import quiet_stderr
+    from edge.vision import geometry
+    from edge.vision.landmarks import Landmarker
+
+    h, w = frames[-1].image.shape[:2]
+    grey = frames[-1].image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    brightness = float(grey.mean())
+    # The newest frames are "now"; look back through a few, newest first.
+    picks = frames[::-1][:: max(1, len(frames) // 6)][:6]
+    face = None
+    with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm, \
+            quiet_stderr():
+        for f in picks:
+            faces = lm.detect(f.image)
+            if faces:
+                face = faces[0]
+                break
+    pd = geometry.pupil_distance(face.landmarks) if face is not None else 0.0
+    seen = f"face visible (pupils {pd:.0f} px)" if face is not None else "no face visible"
+    live = cfg.camera.source != "replay"
+    what = name if live else f"recording {Path(name.split(':', 1)[1]).name}"
+    detail = f"{what}: {w}x{h} at {fps:.1f} fps, brightness {brightness:.0f}/255, {seen}"
+    problems: list[str] = []
+    if live and (w, h) != (cfg.camera.width, cfg.camera.height) and cfg.camera.rotate in (0, 180):
+        problems.append(f"the camera gives {w}x{h}, not the configured "
+                        f"{cfg.camera.width}x{cfg.camera.height}: set camera.width/height to a mode it has")
+    if live and fps < 0.6 * cfg.camera.fps:
+        problems.append(f"{fps:.1f} fps is well below camera.fps = {cfg.camera.fps:g}: low light makes "
+                        "cameras lengthen exposure; add light or lower camera.width/height")
+    if brightness < DARK:
+        problems.append("the image is dark: add light at the door or check the IR illuminator")
+    elif brightness > BRIGHT:
+        problems.append("the image is overexposed: shade the camera from direct light")
+    if face is None:
+        problems.append("stand 0.5-1 m in front of the camera and run `maskgate diag camera` again "
+                        "(`maskgate preview` helps aim it)")
+    elif pd < cfg.vision.min_pupil_distance_px:
+        problems.append(f"the face is too small ({pd:.0f} px between pupils, the gate needs "
+                        f"{cfg.vision.min_pupil_distance_px:g}): move the camera nearer or use a narrower lens")
+    if not live:
+        problems.append("camera.source is replay: the gate watches a recording, not the door; "
+                        "set camera.source = picamera2 or opencv on a gate")
+    if problems:
+        return _warn(detail, "; ".join(problems))
+    return _ok(detail)
+
+
+# ---- models ----
+
+def check_models(ctx: Context) -> Finding:
+    """Model files present, sha256 against the manifest, a known-answer inference."""
+    embed = _module("embed")
+    if embed is None:
+        return _missing("embed")
+    return _models_with(embed, ctx)
+
+
+def _models_with(embed: ModuleType, ctx: Context) -> Finding:
+    from edge.errors import ModelError
+
+    try:
+        embedder = embed.Embedder(ctx.cfg.embed)
+    except ModelError as e:
+        return _fail(str(e), "reinstall the model: `bash scripts/setup.sh` (or copy models/ from the release); "
+                             "never edit a .tflite file")
+    return _ok(f"embedder loaded, {embedder.dim}-d, threshold {embedder.threshold:.3f}")
+
+
+# ---- door ----
+
+def check_door(ctx: Context) -> Finding:
+    """Input states; with --yes a relay click, and whether the door contact saw the door open."""
+    door = _module("door")
+    if door is None:
+        return _missing("door")
+    return _warn("door check pending", "")
+
+
+# ---- vault ----
+
+def check_vault(ctx: Context) -> Finding:
+    """Opens with this device's key; people count; key file mode 0600; expiry backlog."""
+    vault = _module("vault")
+    if vault is None:
+        return _missing("vault")
+    return _warn("vault check pending", "")
+
+
+# ---- audit ----
+
+def check_audit(ctx: Context) -> Finding:
+    """The hash chain verifies; log size; the oldest entry."""
+    audit = _module("audit")
+    if audit is None:
+        return _missing("audit")
+    return _warn("audit check pending", "")
+
+
+# ---- clock ----
+
+def check_clock(ctx: Context) -> Finding:
+    """A sane date (audit entries and vault expiry depend on it) and a real-time clock to keep it."""
+    now = datetime.now(timezone.utc)
+    stamp = now.strftime("%Y-%m-%d %H:%M UTC")
+    rtcs = sorted(p.name for p in (SYS / "sys/class/rtc").glob("rtc*")) or \
+        sorted(p.name for p in (SYS / "dev").glob("rtc[0-9]*"))
+    if now.year < MIN_YEAR:
+        return _fail(f"clock says {stamp}: never set since boot",
+                     "set it (`sudo date -s 'YYYY-MM-DD HH:MM'`), fit an RTC with a battery, or let NTP reach a server")
+    if now.year > 2100:
+        return _fail(f"clock says {stamp}: not plausible", "set the date: `sudo date -s 'YYYY-MM-DD HH:MM'`")
+    if not rtcs:
+        return _warn(f"{stamp}, no real-time clock (/dev/rtc*)",
+                     "without an RTC the date after a power cut comes from NTP only; fit an RTC "
+                     "(Pi 5: battery on J5) or keep a time server reachable")
+    synced = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+    sync = ", NTP synchronised" if synced and synced.strip() == "yes" else ""
+    return _ok(f"{stamp}, RTC {rtcs[0]}{sync}")
+
+
+# ---- board ----
+
+THROTTLE_BITS = {0: "under-voltage now", 1: "ARM frequency capped now", 2: "throttled now",
+                 3: "soft temperature limit now", 16: "under-voltage has occurred",
+                 17: "frequency capping has occurred", 18: "throttling has occurred",
+                 19: "soft temperature limit has occurred"}
+
+
+def throttle_flags(value: int) -> list[str]:
+    """The meaning of the bits of ``vcgencmd get_throttled`` (Raspberry Pi firmware)."""
+    return [text for bit, text in THROTTLE_BITS.items() if value & (1 << bit)]
+
+
+def board_model() -> str:
+    """The board's name from the device tree (Pi, Jetson) or DMI (PCs), else the CPU architecture."""
+    model = _read(SYS / "proc/device-tree/model")
+    if model:
+        return model
+    vendor = _read(SYS / "sys/class/dmi/id/sys_vendor") or ""
+    product = _read(SYS / "sys/class/dmi/id/product_name") or ""
+    return f"{vendor} {product}".strip() or f"unknown {platform.machine()} board"
+
+
+def cpu_temperature() -> float | None:
+    """The hottest thermal zone in degrees C (the SoC on a Pi or a Jetson), or None when none is visible."""
+    temps = []
+    for zone in (SYS / "sys/class/thermal").glob("thermal_zone*"):
+        raw = _read(zone / "temp")
+        try:
+            temps.append(int(raw) / 1000.0)  # millidegrees
+        except (TypeError, ValueError):
+            continue
+    return max(temps) if temps else None
+
+
+def check_board(ctx: Context) -> Finding:
+    """Board model, CPU temperature, and throttling (Pi firmware) or thermal zones (elsewhere)."""
+    model = board_model()
+    temp = cpu_temperature()
+    parts = [model, f"CPU {temp:.0f} C" if temp is not None else "no temperature sensor"]
+    status, hints = "ok", []
+    if temp is not None and temp >= TEMP_FAIL_C:
+        status = "fail"
+        hints.append("the CPU is at its throttling limit: fit a heatsink/fan, keep the enclosure out of the sun")
+    elif temp is not None and temp >= TEMP_WARN_C:
+        status = "warn"
+        hints.append("the CPU runs hot: check the heatsink/fan and enclosure ventilation")
+    raw = _run(["vcgencmd", "get_throttled"])
+    if raw and "=" in raw:
+        try:
+            flags = throttle_flags(int(raw.split("=", 1)[1].strip(), 16))
+        except ValueError:
+            flags = []
+        parts.append("throttling: " + (", ".join(flags) if flags else "none"))
+        if any(f.endswith(" now") for f in flags):
+            status = "fail"
+            hints.append("under-voltage or throttling now: use the official power supply (5 V 3 A / 5 A for a Pi 5)")
+        elif flags and status == "ok":
+            status = "warn"
+            hints.append("the board throttled since boot: check the power supply and cooling")
+    elif "raspberry pi" in model.lower():
+        parts.append("vcgencmd missing")
+        hints.append("install the Pi firmware tools (`sudo apt install libraspberrypi-bin`) to read throttling")
+        status = "warn" if status == "ok" else status
+    if temp is None and status == "ok":
+        status = "warn"
+        hints.append("no /sys/class/thermal zone here (a container or a PC?): on a gate the SoC sensor is read")
+    return Finding(status, ", ".join(parts), "; ".join(hints))
+
+
+# ---- disk ----
+
+def check_disk(ctx: Context) -> Finding:
+    """Free space where the vault and the audit log are written."""
+    where = ctx.state
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    usage = shutil.disk_usage(where)
+    free_mb = usage.free / 2**20
+    pct = 100.0 * usage.free / usage.total if usage.total else 0.0
+    space = f"{free_mb / 1024:.1f} GB free of {usage.total / 2**30:.1f} GB ({pct:.0f}%)"
+    detail = f"{ctx.state}: {space}"
+    if not ctx.state.exists():
+        return _warn(f"{ctx.state} does not exist yet; {where}: {space}",
+                     "the installer creates it (scripts/install.sh); or give --state DIR")
+    if not os.access(ctx.state, os.W_OK):
+        return _fail(f"{detail}, not writable by this user",
+                     "run as the gate's user (`sudo -u maskgate maskgate diag`) or fix ownership of the state dir")
+    if free_mb < DISK_FAIL_MB:
+        return _fail(detail, "the audit log and the vault cannot be written safely: free space "
+                             "(`sudo journalctl --vacuum-size=50M`, `maskgate templates purge`)")
+    if free_mb < DISK_WARN_MB or pct < 5:
+        return _warn(detail, "free some space soon (`sudo journalctl --vacuum-size=50M`)")
+    return _ok(detail)
+
+
+# ---- service ----
+
+def _systemd_running() -> bool:
+    return (SYS / "run/systemd/system").is_dir() and shutil.which("systemctl") is not None
+
+
+def check_service(ctx: Context) -> Finding:
+    """The gate daemon under systemd: running, last (re)start, restarts, watchdog."""
+    if not _systemd_running():
+        return _warn("systemd is not running here", "on a gate the service runs under systemd "
+                                                    "(`sudo systemctl status maskgate`)")
+    props = ("LoadState", "ActiveState", "SubState", "NRestarts", "ActiveEnterTimestamp", "WatchdogUSec",
+             "Result")
+    raw = _run(["systemctl", "show", SERVICE, "-p", ",".join(props)])
+    if raw is None:
+        return _warn(f"`systemctl show {SERVICE}` failed", "run `systemctl status maskgate` by hand")
+    p = dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+    if p.get("LoadState") == "not-found":
+        return _warn(f"{SERVICE} is not installed", "install it: `sudo bash scripts/install.sh`")
+    active = p.get("ActiveState", "?")
+    restarts = p.get("NRestarts", "0") or "0"
+    watchdog = p.get("WatchdogUSec", "0")
+    wd = "no watchdog" if watchdog in ("0", "infinity", "") else f"watchdog {watchdog}"
+    since = p.get("ActiveEnterTimestamp") or "never"
+    detail = f"{active} ({p.get('SubState', '?')}) since {since}, {restarts} restarts, {wd}"
+    if active != "active":
+        return _fail(detail, "read why: `journalctl -u maskgate -b -n 50`; start it: `sudo systemctl restart maskgate`")
+    if restarts != "0":
+        return _warn(detail, "it has crashed and been restarted: `journalctl -u maskgate -b | grep -i error`")
+    if wd == "no watchdog":
+        return _warn(detail, "the unit should set WatchdogSec= so a hung gate is restarted (systemd/maskgate.service)")
+    return _ok(detail)
+
+
+CHECKS: dict[str, Callable[[Context], Finding]] = {
+    "camera": check_camera,
+    "models": check_models,
+    "door": check_door,
+    "vault": check_vault,
+    "audit": check_audit,
+    "clock": check_clock,
+    "board": check_board,
+    "disk": check_disk,
+    "service": check_service,
+}
+
+
+def run_one(name: str, ctx: Context) -> Result:
+    """One check, whatever happens inside it: a bug in one check is that check's ``fail``, not a crash."""
+    try:
+        f = CHECKS[name](ctx)
+    except MaskgateError as e:
+        return Result(name, "fail", str(e))
+    except Exception as e:  # noqa: BLE001 - reported, with the traceback under --debug
+        log.debug("check %s crashed", name, exc_info=True)
+        return Result(name, "fail", f"internal error: {type(e).__name__}: {e}",
+                      "run `maskgate diag --debug " + name + "` and report the traceback")
+    return Result(name, *f)
+
+
+# ---- output ----
+
+_COLOURS = {"ok": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
+
+
+def _colour() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
+
+
+def format_row(r: Result, width: int, colour: bool = False) -> str:
+    """One aligned table row (status, check, detail) and, indented under it, the hint."""
+    status = f"{r.status:<4}"
+    if colour:
+        status = f"{_COLOURS[r.status]}{status}\033[0m"
+    line = f"{status}  {r.check:<{width}}  {r.detail}"
+    if r.hint:
+        line += f"\n{'':<4}  {'':<{width}}  -> {r.hint}"
+    return line
+
+
+def run_checks(names: list[str], cfg: Config, state: Path, out: Any, yes: bool = False) -> int:
+    """Run the named checks (all when none), print one line each; 1 when any fails."""
+    unknown = [n for n in names if n not in CHECKS]
+    if unknown:
+        raise ConfigError(f"unknown check {unknown[0]!r} (checks: {', '.join(CHECKS)})")
+    selected = list(dict.fromkeys(names)) or list(CHECKS)
+    ctx = Context(cfg, state, yes)
+    width = max(len(n) for n in selected)
+    colour = not out.json and _colour()
+    counts = {"ok": 0, "warn": 0, "fail": 0}
+    for name in selected:
+        r = run_one(name, ctx)
+        counts[r.status] += 1
+        out.event(r.as_dict(), format_row(r, width, colour))
+    out.text(f"{len(selected)} checks: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+    return 1 if counts["fail"] else 0
+
+
+# ---- preview ----
+
+def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: tuple[int, int],
+                  min_pd: float) -> str:
+    """What the person (or the installer aiming the camera) should do for a usable face."""
+    w, h = size
+    x0, y0, x1, y1 = box
+    margin = 0.02 * min(w, h)
+    if x0 < margin or y0 < margin or x1 > w - margin or y1 > h - margin or face_pd > 0.3 * w:
+        return "move further"
+    if face_pd < min_pd:
+        return "move closer"
+    if face_pd < 1.3 * min_pd:
+        return "a little closer"
+    return "good distance"
+
+
+def _has_display() -> bool:
+    """A window can be shown: a display is set and this OpenCV was built with a GUI backend."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    import cv2
+
+    return "GUI:                           NONE" not in cv2.getBuildInformation()
+
+
+def reading(t: float, faces: list[Any], size: tuple[int, int], min_pd: float) -> dict[str, Any]:
+    """The preview's figures for one frame: pose, pupil distance and the hint for its largest face."""
+    from edge.vision import geometry
+
+    if not faces:
+        return {"t": round(t, 2), "face": False, "hint": "no face"}
+    face = faces[0]
+    pose = geometry.head_pose(face.landmarks)
+    pd = geometry.pupil_distance(face.landmarks)
+    return {"t": round(t, 2), "face": True, "box": [round(v) for v in face.box], "yaw": round(pose.yaw, 1),
+            "pitch": round(pose.pitch, 1), "roll": round(pose.roll, 1), "pupil_distance": round(pd, 1),
+            "hint": distance_hint(pd, face.box, size, min_pd)}
+
+
+def _reading_text(r: dict[str, Any]) -> str:
+    if not r["face"]:
+        return f"{r['t']:7.2f}s  no face"
+    return (f"{r['t']:7.2f}s  yaw {r['yaw']:+4.0f}  pitch {r['pitch']:+4.0f}  roll {r['roll']:+4.0f}  "
+            f"pupils {r['pupil_distance']:4.0f} px  {r['hint']}")
+
+
+def _draw(image: np.ndarray, faces: list[Any], r: dict[str, Any]) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if faces:
+        x0, y0, x1, y1 = (int(v) for v in faces[0].box)
+        good = r["hint"] == "good distance"
+        colour = (0, 200, 0) if good else (0, 200, 255)
+        cv2.rectangle(bgr, (x0, y0), (x1, y1), colour, 2)
+        for p in faces[0].pupils:
+            cv2.circle(bgr, (int(p[0]), int(p[1])), 3, colour, -1)
+    text = _reading_text(r).split("s  ", 1)[1]
+    cv2.putText(bgr, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(bgr, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
+    return bgr
+
+
+def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
+    """Show the camera with face box, pose, pupil distance and a distance hint until Ctrl-C (or 'q').
+
+    A window when there is a display, else a readout in the terminal (updated in place on a TTY, one
+    line per reading otherwise, five readings a second). Nothing is saved. A recording ends the
+    preview when it ends.
+    """
+    from edge.camera import open_source
+    from edge.vision.landmarks import Landmarker
+
+    window = not text_only and not out.json and _has_display()
+    in_place = not window and not out.json and sys.stdout.isatty()
+    source = open_source(cfg.camera)
+    v = cfg.vision
+    next_t = -1.0
+    try:
+        with Landmarker(1, min_detection_confidence=v.min_detection_confidence,
+                        min_tracking_confidence=v.min_tracking_confidence) as lm:
+            if not window:
+                out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
+            while (frame := source.read()) is not None:
+                faces = lm.detect(frame.image)
+                h, w = frame.image.shape[:2]
+                r = reading(frame.t, faces, (w, h), v.min_pupil_distance_px)
+                if window:
+                    import cv2
+
+                    cv2.imshow("maskgate preview (q to quit)", _draw(frame.image, faces, r))
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+                    continue
+                if frame.t < next_t:
+                    continue
+                next_t = frame.t + 0.2
+                if in_place:
+                    sys.stdout.write("\r" + _reading_text(r) + "\033[K")
+                    sys.stdout.flush()
+                else:
+                    out.event(r, _reading_text(r))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+        if in_place:
+            sys.stdout.write("\n")
+        if window:
+            import cv2
+
+            cv2.destroyAllWindows()
+    return 0
