@@ -2,8 +2,8 @@
 
 Templates and probes are L2-normalised, so cosine similarity is one matrix-vector product. A person
 may have several templates (masked, unmasked, glasses); their score is the best of them. Over several
-frames of one approach, each person's per-frame scores are averaged, so one lucky frame cannot open
-the door and one blurred frame cannot keep it shut.
+frames of one approach, each template's scores are averaged, so one lucky frame cannot open the door
+and one blurred frame cannot keep it shut.
 """
 
 from __future__ import annotations
@@ -34,37 +34,47 @@ class Gallery:
             raise ValueError(f"{len(ids)} ids for templates of shape {templates.shape}")
         order = np.argsort(np.asarray(ids, dtype=object), kind="stable") if ids else np.zeros(0, int)
         sorted_ids = [ids[i] for i in order]
-        self._matrix = np.ascontiguousarray(_normalise(templates[order])) if ids else templates
+        # Stored transposed (dim x N, contiguous): probe @ matrix_t streams the gallery in the order
+        # BLAS reads it best, about twice as fast as matrix @ probe at 100k templates on a Pi-class CPU.
+        self._matrix_t = np.ascontiguousarray(_normalise(templates[order]).T) if ids else templates.T
         # Start row of each person's block, for a per-person max with one reduceat.
         starts = [i for i in range(len(sorted_ids)) if i == 0 or sorted_ids[i] != sorted_ids[i - 1]]
         self._starts = np.asarray(starts, dtype=np.intp)
         self.people = [sorted_ids[i] for i in starts]
 
     def __len__(self) -> int:
-        return len(self._matrix)
+        return self._matrix_t.shape[1]
 
     @property
     def dim(self) -> int | None:
-        return self._matrix.shape[1] if self._matrix.ndim == 2 and len(self._matrix) else None
+        return self._matrix_t.shape[0] if len(self) else None
 
     def person_scores(self, probes: np.ndarray) -> np.ndarray:
         """(frames x people) best cosine of each person's templates for each probe."""
         probes = _normalise(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
         if not self.people:
             return np.zeros((len(probes), 0), np.float32)
-        scores = probes @ self._matrix.T
+        scores = probes @ self._matrix_t
         return np.maximum.reduceat(scores, self._starts, axis=1)
 
     def search(self, probes: np.ndarray) -> Match:
-        """The best person for one probe or several frames' probes (score-fused by the mean)."""
-        fused = self.person_scores(probes).mean(axis=0)
-        if fused.size == 0:
+        """The best person for one probe or several frames' probes.
+
+        Scores are fused per template (the mean over frames), then each person counts by their best
+        template: max over templates of the mean over frames. Two passes over N scores, no per-person
+        reduction, so 100k templates cost one matrix product and two scans.
+        """
+        if not self.people:
             return Match(None, 0.0, 0.0)
-        if fused.size == 1:
-            return Match(self.people[0], float(fused[0]), 0.0)
-        top2 = np.argpartition(fused, -2)[-2:]
-        best, second = (top2[1], top2[0]) if fused[top2[1]] >= fused[top2[0]] else (top2[0], top2[1])
-        return Match(self.people[int(best)], float(fused[best]), float(fused[second]))
+        probes = _normalise(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
+        fused = (probes @ self._matrix_t).mean(axis=0)
+        best_row = int(np.argmax(fused))
+        who = int(np.searchsorted(self._starts, best_row, side="right") - 1)
+        start = self._starts[who]
+        end = self._starts[who + 1] if who + 1 < len(self._starts) else len(fused)
+        others = np.concatenate([fused[:start], fused[end:]]) if len(self.people) > 1 else fused[:0]
+        runner_up = float(others.max()) if others.size else 0.0
+        return Match(self.people[who], float(fused[best_row]), runner_up)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
