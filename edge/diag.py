@@ -72,6 +72,7 @@ class Context:
     cfg: Config
     state: Path
     yes: bool = False
+    pin_factory: Any = None  # gpiozero pins for the door check: None = what door.backend says
 
 
 def _ok(detail: str, hint: str = "") -> Finding:
@@ -246,32 +247,152 @@ def _models_with(embed: ModuleType, ctx: Context) -> Finding:
 
 # ---- door ----
 
+def _door_inputs(st: dict[str, Any]) -> str:
+    inputs = {k: v for k, v in (st.get("inputs") or {}).items() if k != "contact"}
+    parts = [f"contact {st['contact']}"] if st.get("contact", "none") != "none" else []
+    parts += [f"{name} {'pressed' if on else 'released'}" for name, on in inputs.items()]
+    return ", ".join(parts) or "no inputs wired"
+
+
+def _click(door: Any, open_s: float) -> None:
+    """Pulse the relay once and wait for the pulse to end (or the door to relock on closing)."""
+    door.grant(by="diag")
+    deadline = time.monotonic() + open_s + 0.5
+    while time.monotonic() < deadline and door.relay_on:
+        time.sleep(0.02)
+    door.lock("diag")
+
+
 def check_door(ctx: Context) -> Finding:
     """Input states; with --yes a relay click, and whether the door contact saw the door open."""
-    door = _module("door")
-    if door is None:
+    door_mod = _module("door")
+    if door_mod is None:
         return _missing("door")
-    return _warn("door check pending", "")
+    cfg = ctx.cfg.door
+    try:
+        door = door_mod.open_door(cfg, pin_factory=ctx.pin_factory)
+    except MaskgateError as e:
+        return _fail(str(e), "check the door.* pins in the config; stop the gate first if it runs "
+                             "(`sudo systemctl stop maskgate`): it holds the pins")
+    events: list[dict[str, Any]] = []
+    try:
+        door.on_event(events.append)
+        before = door.status()
+        if ctx.yes:
+            _click(door, cfg.open_s)
+    finally:
+        door.close()  # relay off, pins released, queued events delivered
+    where = f"{before.get('backend', cfg.backend)}, relay GPIO {cfg.relay_pin}"
+    status, hints = "ok", []
+    if before.get("contact") == "open":
+        status = "warn"
+        hints.append(f"the door contact (GPIO {cfg.contact_pin}) read open: door ajar, or its wiring is cut")
+    if before.get("alarms"):
+        status = "warn"
+        hints.append(f"alarms active: {', '.join(before['alarms'])}")
+    if not ctx.yes:
+        detail = f"{where} off, {_door_inputs(before)}"
+        hints.append(f"add --yes to click the relay (the door unlocks for {cfg.open_s:g} s)")
+    else:
+        detail = f"{where}: relay clicked for {cfg.open_s:g} s, {_door_inputs(before)}"
+        if cfg.contact_pin is None:
+            detail += "; no door contact to see the door open"
+            status = "warn"
+            hints.append("listen for the relay and the strike; wire a door contact (door.contact_pin) "
+                         "for held-open and forced-door alarms")
+        elif any(e.get("action") == "contact" and e.get("open") for e in events):
+            detail += "; the door contact saw the door open"
+        else:
+            detail += "; the door contact did not see the door open"
+            status = "warn"
+            hints.append(f"push the door while the relay is on; if it opened, check the contact on "
+                         f"GPIO {cfg.contact_pin} (and door.pull_up)")
+    if cfg.backend == "mock":
+        status = "warn" if status == "ok" else status
+        hints.append("door.backend is mock: simulated pins, no real door; set door.backend = gpiozero "
+                     "(Raspberry Pi) or gpiod (Jetson)")
+    return Finding(status, detail, "; ".join(hints))
 
 
 # ---- vault ----
 
+def _mode(path: Path) -> int | None:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return None
+
+
 def check_vault(ctx: Context) -> Finding:
     """Opens with this device's key; people count; key file mode 0600; expiry backlog."""
-    vault = _module("vault")
-    if vault is None:
+    vault_mod = _module("vault")
+    if vault_mod is None:
         return _missing("vault")
-    return _warn("vault check pending", "")
+    key = ctx.state / vault_mod.KEY_FILE
+    sealed = ctx.state / vault_mod.VAULT_FILE
+    if not sealed.exists() and not key.exists():
+        return _warn(f"no vault in {ctx.state} yet (nobody enrolled)",
+                     "enrol someone: `maskgate enroll NAME --from camera --consent TEXT`")
+    mode = _mode(key)  # before opening: opening repairs a loose mode, hiding that it was loose
+    try:
+        v = vault_mod.Vault.open(ctx.state, ctx.cfg.vault)
+    except MaskgateError as e:
+        return _fail(str(e), "a vault opens only on the board that sealed it, with its own device.key: "
+                             "restore this gate's vault.bin and device.key from its backup, or move vault.bin "
+                             "away and enrol again")
+    people = v.people()
+    now = time.time()
+    days = ctx.cfg.vault.retention_days
+    backlog = [p for p in people if (p.expires is not None and p.expires <= now)
+               or (days and now - (p.last_seen or p.created) > days * 86400)]
+    templates = sum(p.templates for p in people)
+    detail = f"{sealed.name} opens with key {v.key_id}: {len(people)} people, {templates} templates"
+    if mode is not None and mode != 0o600:
+        return _fail(f"{detail}; {key.name} had mode {mode:04o}, readable by others",
+                     f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "
+                     "`maskgate templates rekey` so a copy opens nothing")
+    if backlog:
+        return _warn(f"{detail}, {len(backlog)} past expiry or retention",
+                     "`maskgate templates purge` removes them (the gate already refuses them)")
+    if not people:
+        return _warn(detail, "enrol someone: `maskgate enroll NAME --from camera --consent TEXT`")
+    return _ok(detail)
 
 
 # ---- audit ----
 
 def check_audit(ctx: Context) -> Finding:
     """The hash chain verifies; log size; the oldest entry."""
-    audit = _module("audit")
-    if audit is None:
+    audit_mod = _module("audit")
+    if audit_mod is None:
         return _missing("audit")
-    return _warn("audit check pending", "")
+    path = ctx.state / audit_mod.LOG_NAME
+    verdict = audit_mod.verify_file(path, ctx.state / audit_mod.HEAD_NAME)  # read-only, unlike AuditLog()
+    if not verdict.ok:
+        return _fail(f"{path}: {verdict.detail}",
+                     "the log was edited, cut or damaged: copy audit.log and audit.head off the gate as "
+                     "evidence before anything else; `maskgate audit show` lists the newest entries")
+    if not path.exists():
+        return _warn(f"no audit log in {ctx.state} yet", "the gate writes it from its first start "
+                                                          "(`sudo systemctl start maskgate`)")
+    size = path.stat().st_size
+    oldest = ""
+    with path.open("rb") as f:
+        first = f.readline()
+    try:
+        import json
+
+        entry = json.loads(first)
+        oldest = f", oldest {entry.get('ts', '?')} ({entry.get('event', '?')})"
+        age_days = (datetime.now(timezone.utc) - datetime.fromisoformat(str(entry["ts"]))).days
+    except (ValueError, KeyError, TypeError):
+        age_days = 0
+    detail = f"chain intact, {verdict.entries} entries, {size / 1024:.0f} KB{oldest}, head {verdict.head[:12]}"
+    keep = ctx.cfg.audit.retention_days
+    if keep and age_days > keep + 1:
+        return _warn(f"{detail}; older than audit.retention_days = {keep}",
+                     "retention runs when the gate starts: restart it (`sudo systemctl restart maskgate`)")
+    return _ok(detail)
 
 
 # ---- clock ----
@@ -486,7 +607,7 @@ def run_checks(names: list[str], cfg: Config, state: Path, out: Any, yes: bool =
         r = run_one(name, ctx)
         counts[r.status] += 1
         out.event(r.as_dict(), format_row(r, width, colour))
-    out.text(f"{len(selected)} checks: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
+    out.text(f"{len(selected)} check{'s' if len(selected) > 1 else ''}: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
     return 1 if counts["fail"] else 0
 
 
@@ -562,6 +683,7 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     preview when it ends.
     """
     from edge.camera import open_source
+    from edge.native import quiet_stderr
     from edge.vision.landmarks import Landmarker
 
     window = not text_only and not out.json and _has_display()
@@ -575,7 +697,11 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
             if not window:
                 out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
             while (frame := source.read()) is not None:
-                faces = lm.detect(frame.image)
+                if frame.index == 0:
+                    with quiet_stderr():  # MediaPipe's one-time warning on the first real frame
+                        faces = lm.detect(frame.image)
+                else:
+                    faces = lm.detect(frame.image)
                 h, w = frame.image.shape[:2]
                 r = reading(frame.t, faces, (w, h), v.min_pupil_distance_px)
                 if window:
