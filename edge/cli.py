@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from edge import __version__
 from edge import config as config_mod
+from edge import privacy
 from edge.errors import MaskgateError
 
 log = logging.getLogger(__name__)
@@ -45,18 +46,21 @@ class Output:
 # ---- commands: each takes (args, cfg, out) and returns the exit status ----
 
 def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
     return gate.demo(cfg, out)
 
 
 def _cmd_run(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # first: no socket, no image file from here on
     from edge import service
 
     return service.run(cfg, Path(args.state))
 
 
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
     return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge)
