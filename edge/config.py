@@ -149,6 +149,8 @@ class VaultConfig:
     # Hex Ed25519 public keys of installers whose signed bundles may be imported.
     trusted_keys: list = check([], lambda v: all(isinstance(k, str) and len(k) == 64 for k in v),
                                "a list of 64-character hex Ed25519 public keys")
+    # Enrolment keeps up to this many diverse templates per person (masked and unmasked when offered).
+    max_templates: int = check(5, lambda v: 1 <= v <= 20, "between 1 and 20")
 
 
 @dataclass(frozen=True)
