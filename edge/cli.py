@@ -82,7 +82,7 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
-                             operator=args.operator)
+                             operator=args.operator, expires=args.expires)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -154,7 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--consent", required=True, metavar="TEXT",
                     help="the person's recorded consent (text or a reference to the signed form)")
     sp.add_argument("--operator", default="", help="who enrolled them (kept in the consent record)")
-    sp = add("templates", _cmd_templates, "vault administration: list, remove, rekey, export, import, purge")
+    sp.add_argument("--expires", metavar="YYYY-MM-DD", help="the day their access ends (then purged)")
+    sp = add("templates", _cmd_templates,
+             "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen")
     tsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     tsub.add_parser("list", parents=[common], help="people enrolled (no embeddings shown)")
     t = tsub.add_parser("remove", parents=[common], help="remove a person for good")
@@ -168,6 +170,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("bundle")
     tsub.add_parser("pubkey", parents=[common], help="this device's public key, for export --to")
     tsub.add_parser("purge", parents=[common], help="remove records past their expiry or retention")
+    t = tsub.add_parser("keygen", parents=[common], help="make an installer's Ed25519 signing key for export")
+    t.add_argument("--out", required=True, metavar="FILE")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     asub.add_parser("verify", parents=[common], help="check the hash chain")
