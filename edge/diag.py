@@ -346,7 +346,8 @@ def check_vault(ctx: Context) -> Finding:
     backlog = [p for p in people if (p.expires is not None and p.expires <= now)
                or (days and now - (p.last_seen or p.created) > days * 86400)]
     templates = sum(p.templates for p in people)
-    detail = f"{sealed.name} opens with key {v.key_id}: {len(people)} people, {templates} templates"
+    who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
+    detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
     if mode is not None and mode != 0o600:
         return _fail(f"{detail}; {key.name} had mode {mode:04o}, readable by others",
                      f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "

@@ -1,0 +1,381 @@
+"""``maskgate diag`` and ``maskgate preview`` on this machine: no camera, mock pins, real files.
+
+Every check runs for real; the board/clock checks also run against small fake /proc and /sys trees
+(``diag.SYS``) to reach the statuses this machine cannot show (a hot Pi, an RTC).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import config, diag
+from edge.cli import Output
+from tests.conftest import FIXTURES, ROOT, maskgate
+
+STATUSES = {"ok", "warn", "fail"}
+
+
+@pytest.fixture(autouse=True)
+def _device_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A container may have no board serial and no /etc/machine-id; play one board throughout.
+    monkeypatch.setenv("MASKGATE_DEVICE_ID", "diag-test-board")
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def ctx_for(state: Path, text: str = "", yes: bool = False, pin_factory=None) -> diag.Context:
+    cfg = config.from_dict(config.tomllib.loads(text)) if text else config.Config()
+    return diag.Context(cfg, state, yes, pin_factory)
+
+
+def unit(dim: int = 128, seed: int = 0) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+# ---- the whole command ----
+
+def test_every_check_runs_here_and_reports_json(state: Path) -> None:
+    r = maskgate("diag", "--json", "--state", state, env={"MASKGATE_DEVICE_ID": "diag-test-board"})
+    lines = r.json_lines()
+    assert [line["check"] for line in lines] == list(diag.CHECKS), r.stderr
+    for line in lines:
+        assert set(line) <= {"check", "status", "detail", "hint"}
+        assert line["status"] in STATUSES
+        assert isinstance(line["detail"], str) and line["detail"]
+        assert isinstance(line.get("hint", "x"), str) and line.get("hint", "x")
+    by = {line["check"]: line for line in lines}
+    assert r.returncode == (1 if any(line["status"] == "fail" for line in lines) else 0)
+    # The bundled clip stands in for the camera: it works and shows a face, but is not a camera.
+    assert by["camera"]["status"] == "warn"
+    assert "face visible" in by["camera"]["detail"] and "replay" in by["camera"]["hint"]
+    assert by["door"]["status"] == "warn" and "mock" in by["door"]["hint"]  # simulated pins
+    assert by["vault"]["status"] == "warn" and "nobody enrolled" in by["vault"]["detail"]
+    assert by["audit"]["status"] == "warn" and "no audit log" in by["audit"]["detail"]
+    assert by["disk"]["status"] == "ok" and "GB free" in by["disk"]["detail"]
+    assert by["models"]["status"] in ("ok", "warn")
+    if not Path("/run/systemd/system").is_dir():
+        assert by["service"]["status"] == "warn" and "systemd is not running" in by["service"]["detail"]
+    assert "Traceback" not in r.stderr
+    assert not any(state.iterdir()), "diag must not create files in the state directory"
+
+
+def test_text_output_is_an_aligned_table_without_colour_off_a_tty(state: Path) -> None:
+    r = maskgate("diag", "clock", "disk", "service", "--state", state)
+    assert r.returncode == 0, r.stderr
+    assert "\033[" not in r.stdout
+    rows = [line for line in r.stdout.splitlines() if line.split(" ", 1)[0] in STATUSES]
+    assert [row.split()[1] for row in rows] == ["clock", "disk", "service"]
+    # The detail column starts at the same place on every row.
+    starts = {len(re.match(r"\S+\s+\S+\s+", row).group(0)) for row in rows}
+    assert len(starts) == 1
+    hints = [line for line in r.stdout.splitlines() if line.lstrip().startswith("-> ")]
+    assert hints and all(h.index("->") in starts for h in hints)
+    assert r.stdout.splitlines()[-1].startswith("3 checks: ")
+
+
+def test_unknown_check_is_bad_usage_with_the_list(state: Path) -> None:
+    r = maskgate("diag", "camera", "nope", "--state", state)
+    assert r.returncode == 2
+    assert "unknown check 'nope'" in r.stderr and "camera, models, door" in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_a_crashing_check_fails_alone(state: Path, monkeypatch: pytest.MonkeyPatch,
+                                      capsys: pytest.CaptureFixture) -> None:
+    def broken(ctx: diag.Context) -> diag.Finding:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setitem(diag.CHECKS, "clock", broken)
+    rc = diag.run_checks(["clock", "disk"], config.Config(), state, Output(True))
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rc == 1
+    assert lines[0]["status"] == "fail" and "internal error: ZeroDivisionError: boom" in lines[0]["detail"]
+    assert "--debug" in lines[0]["hint"]
+    assert lines[1]["check"] == "disk" and lines[1]["status"] == "ok"
+
+
+# ---- camera ----
+
+def test_camera_opencv_without_a_device_fails_with_a_hint(state: Path, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "c.toml", '[camera]\nsource = "opencv"\ndevice = "/dev/video97"\n')
+    r = maskgate("diag", "camera", "--json", "--config", cfg, "--state", state)
+    (line,) = r.json_lines()
+    assert r.returncode == 1
+    assert line["status"] == "fail" and "/dev/video97" in line["detail"]
+    assert "/dev/video" in line["hint"] and "Traceback" not in r.stderr
+
+
+def test_camera_recording_without_a_face_warns(state: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "empty-room"
+    folder.mkdir()
+    for i in range(3):  # a grey wall: readable frames, nobody in them
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((240, 320, 3), 128, np.uint8))
+    f = diag.check_camera(ctx_for(state, f'[camera]\npath = "{folder}"\n'))
+    assert f.status == "warn"
+    assert "320x240" in f.detail and "no face visible" in f.detail and "brightness 128" in f.detail
+    assert "stand" in f.hint
+
+
+def test_camera_dark_recording_says_so(state: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "night"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.full((120, 160, 3), 10, np.uint8))
+    f = diag.check_camera(ctx_for(state, f'[camera]\npath = "{folder}"\n'))
+    assert f.status == "warn" and "dark" in f.hint
+
+
+def test_camera_unreadable_recording_fails(state: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    f = diag.check_camera(ctx_for(state, f'[camera]\npath = "{bad}"\n'))
+    assert f.status == "fail" and "not a readable video" in f.detail and "camera.path" in f.hint
+
+
+def test_camera_fixture_clip_shows_a_face(state: Path) -> None:
+    f = diag.check_camera(ctx_for(state, f'[camera]\npath = "{FIXTURES / "d11.mp4"}"\n'))
+    assert f.status == "warn"  # only because it is a recording
+    assert "recording d11.mp4: 512x512 at 25.0 fps" in f.detail and "face visible" in f.detail
+
+
+# ---- vault ----
+
+def test_vault_with_people_is_ok(state: Path) -> None:
+    from edge.vault import Vault
+
+    Vault.open(state).add("Ann", [unit(seed=1), unit(seed=2)], consent="form 12")
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "ok", f
+    assert "1 person, 2 templates" in f.detail
+
+
+def test_foreign_vault_fails_with_a_hint(state: Path, tmp_path: Path) -> None:
+    from edge.vault import Vault
+
+    other = tmp_path / "other-gate"
+    Vault.open(other).add("Bob", [unit()], consent="form 7")
+    Vault.open(state)  # this gate's own key
+    shutil.copy(other / "vault.bin", state / "vault.bin")
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "fail"
+    assert "another board" in f.detail and "board that sealed it" in f.hint
+    r = maskgate("diag", "vault", "--state", state, env={"MASKGATE_DEVICE_ID": "diag-test-board"})
+    assert r.returncode == 1 and r.stdout.startswith("fail  vault")
+
+
+def test_key_readable_by_others_fails(state: Path) -> None:
+    from edge.vault import Vault
+
+    Vault.open(state).add("Ann", [unit()], consent="form 12")
+    os.chmod(state / "device.key", 0o644)
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "fail" and "mode 0644" in f.detail
+    assert "chmod 600" in f.hint and "rekey" in f.hint
+
+
+def test_expired_records_are_a_backlog(state: Path) -> None:
+    from edge.vault import Vault
+
+    v = Vault.open(state)
+    v.add("Ann", [unit(seed=1)], consent="form 12")
+    v.add("Temp", [unit(seed=2)], consent="form 13", expires=time.time() - 86400)
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "warn" and "1 past expiry" in f.detail and "templates purge" in f.hint
+
+
+# ---- audit ----
+
+def test_audit_chain_ok_then_tampered(state: Path) -> None:
+    from edge.audit import AuditLog
+
+    log = AuditLog(state)
+    for i in range(3):
+        log.append("test", n=i)
+    f = diag.check_audit(ctx_for(state))
+    assert f.status == "ok" and "chain intact, 3 entries" in f.detail and "oldest" in f.detail
+    path = state / "audit.log"
+    path.write_bytes(path.read_bytes().replace(b'"n": 1', b'"n": 7').replace(b'"n":1', b'"n":7'))
+    f = diag.check_audit(ctx_for(state))
+    assert f.status == "fail" and "line" in f.detail and "evidence" in f.hint
+
+
+# ---- door ----
+
+def test_door_inputs_without_yes_do_not_click(state: Path) -> None:
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    f = diag.check_door(ctx_for(state, "[door]\ncontact_pin = 22\nrex_pin = 23\n", pin_factory=factory))
+    assert f.status == "warn"
+    assert "relay GPIO 17 off" in f.detail and "contact" in f.detail and "--yes" in f.hint
+    assert not factory.pin(17).states[-1].state  # the relay was never driven on
+
+
+def _click_test(state: Path, open_door: bool) -> diag.Finding:
+    """Run the --yes click on mock pins; a 'person' opens the door while the relay is on."""
+    from gpiozero.pins.mock import MockFactory
+
+    factory = MockFactory()
+    ctx = ctx_for(state, "[door]\nopen_s = 0.6\ncontact_pin = 22\n", yes=True, pin_factory=factory)
+    result: list[diag.Finding] = []
+    t = threading.Thread(target=lambda: result.append(diag.check_door(ctx)))
+    t.start()
+    relay = factory.pin(17)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not relay.state:
+        time.sleep(0.01)
+    assert relay.state, "the relay was not driven on"
+    if open_door:
+        contact = factory.pin(22)
+        contact.drive_low()   # shut (the switch closes to ground)
+        time.sleep(0.05)
+        contact.drive_high()  # pushed open while the strike is released
+    t.join(10)
+    assert not relay.state, "relay left on"
+    return result[0]
+
+
+def test_relay_click_seen_by_the_contact(state: Path) -> None:
+    f = _click_test(state, open_door=True)
+    assert "relay clicked for 0.6 s" in f.detail and "the door contact saw the door open" in f.detail
+
+
+def test_relay_click_not_seen_by_the_contact(state: Path) -> None:
+    f = _click_test(state, open_door=False)
+    assert f.status == "warn" and "did not see the door open" in f.detail and "GPIO 22" in f.hint
+
+
+# ---- clock, board, service (fake /proc and /sys) ----
+
+def fake_root(tmp_path: Path, model: str | None = None, temp_mc: int | None = None, rtc: bool = False) -> Path:
+    root = tmp_path / "root"
+    (root / "sys/class/thermal").mkdir(parents=True)
+    (root / "dev").mkdir()
+    if model is not None:
+        (root / "proc/device-tree").mkdir(parents=True)
+        (root / "proc/device-tree/model").write_bytes(model.encode() + b"\x00")
+    if temp_mc is not None:
+        zone = root / "sys/class/thermal/thermal_zone0"
+        zone.mkdir()
+        (zone / "temp").write_text(f"{temp_mc}\n")
+    if rtc:
+        (root / "sys/class/rtc/rtc0").mkdir(parents=True)
+    return root
+
+
+@pytest.mark.parametrize("model, temp, status, words", [
+    ("NVIDIA Jetson Orin Nano Developer Kit", 45000, "ok", "CPU 45 C"),
+    ("NVIDIA Jetson Orin Nano Developer Kit", 74000, "warn", "runs hot"),
+    ("NVIDIA Jetson Orin Nano Developer Kit", 86500, "fail", "throttling limit"),
+    (None, None, "warn", "no /sys/class/thermal"),
+])
+def test_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, temp, status, words) -> None:
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, model, temp))
+    f = diag.check_board(ctx_for(tmp_path))
+    assert f.status == status
+    assert words in f.detail + f.hint
+    if model:
+        assert f.detail.startswith(model)
+
+
+def test_pi_without_vcgencmd_says_how_to_read_throttling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", 50000))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd on this PATH
+    f = diag.check_board(ctx_for(tmp_path))
+    assert f.status == "warn" and "vcgencmd missing" in f.detail and "libraspberrypi-bin" in f.hint
+
+
+def test_pi_throttling_from_vcgencmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4", 60000))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "vcgencmd"  # the firmware tool's real output format, from a script
+    tool.write_text("#!/bin/sh\necho throttled=0x50005\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    f = diag.check_board(ctx_for(tmp_path))
+    assert f.status == "fail" and "under-voltage now" in f.detail and "power supply" in f.hint
+
+
+def test_throttle_flags() -> None:
+    assert diag.throttle_flags(0) == []
+    assert diag.throttle_flags(0x50005) == ["under-voltage now", "throttled now", "under-voltage has occurred",
+                                            "throttling has occurred"]
+
+
+def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, rtc=True))
+    assert diag.check_clock(ctx_for(tmp_path)).status == "ok"
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path / "b"))
+    f = diag.check_clock(ctx_for(tmp_path))
+    assert f.status == "warn" and "no real-time clock" in f.detail and "RTC" in f.hint
+
+
+def test_service_without_systemd_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path))
+    f = diag.check_service(ctx_for(tmp_path))
+    assert f.status == "warn" and "systemd is not running" in f.detail
+
+
+def test_disk_of_a_missing_state_dir_warns(tmp_path: Path) -> None:
+    f = diag.check_disk(ctx_for(tmp_path / "not" / "yet"))
+    assert f.status == "warn" and "does not exist yet" in f.detail and "GB free" in f.detail
+
+
+# ---- preview ----
+
+@pytest.mark.parametrize("pd, box, hint", [
+    (20.0, (200, 200, 260, 270), "move closer"),
+    (30.0, (200, 200, 280, 290), "a little closer"),
+    (80.0, (150, 100, 400, 400), "good distance"),
+    (80.0, (0, 100, 300, 400), "move further"),      # the face runs off the image
+    (250.0, (100, 10, 600, 470), "move further"),
+])
+def test_distance_hint(pd, box, hint) -> None:
+    assert diag.distance_hint(pd, box, (640, 480), 28.0) == hint
+
+
+def _preview(tmp_path: Path, extra: str = "", *args: str) -> subprocess.CompletedProcess:
+    cfg = write_config(tmp_path / "p.toml", f'[camera]\npath = "{FIXTURES / "d11.mp4"}"\nrealtime = false\n{extra}')
+    work = tmp_path / "cwd"
+    work.mkdir(exist_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISPLAY": ""}
+    p = subprocess.run([sys.executable, "-m", "edge.cli", "preview", "--config", str(cfg), *args],
+                       capture_output=True, text=True, timeout=300, cwd=work, env=env)
+    assert not any(work.iterdir()), "preview saved something"
+    return p
+
+
+def test_preview_text_readout_on_a_clip(tmp_path: Path) -> None:
+    p = _preview(tmp_path)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("preview of replay:") and "nothing is saved" in lines[0]
+    readings = lines[1:]
+    assert 35 <= len(readings) <= 50  # five a second over the 9 s clip, one line each off a TTY
+    assert "\r" not in p.stdout
+    assert all("pupils" in r and r.endswith("good distance") for r in readings), readings[:3]
+
+
+def test_preview_says_move_closer_when_the_gate_needs_bigger_faces(tmp_path: Path) -> None:
+    p = _preview(tmp_path, "[vision]\nmin_pupil_distance_px = 150\n", "--json")
+    assert p.returncode == 0, p.stderr
+    readings = [json.loads(line) for line in p.stdout.splitlines()]
+    faces = [r for r in readings if r["face"]]
+    assert faces and all(r["hint"] == "move closer" for r in faces)
+    assert set(faces[0]) == {"t", "face", "box", "yaw", "pitch", "roll", "pupil_distance", "hint"}
