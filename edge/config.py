@@ -138,6 +138,12 @@ class DoorConfig:
     led_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
     buzzer_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
     held_open_s: float = check(30.0, _positive, "a positive number of seconds")
+    # Inputs are switches to ground with the internal pull-up (true) or to 3.3 V with a pull-down.
+    # The door contact is closed while the door is shut, so a cut wire reads "open".
+    pull_up: bool = True
+    bounce_s: float = check(0.05, lambda v: 0 <= v <= 1, "between 0 and 1 seconds")
+    # An opening this soon after the relay relocked still counts as the granted one (slow latch).
+    forced_grace_s: float = check(1.0, lambda v: 0 <= v <= 10, "between 0 and 10 seconds")
 
 
 @dataclass(frozen=True)
@@ -158,6 +164,18 @@ class AuditConfig:
     """The hash-chained event log."""
 
     retention_days: int = check(90, _non_negative, "zero or more days")
+    # fsync the log after every entry (events are a few a minute; false trades the last seconds
+    # of log on a power cut for fewer SD-card writes).
+    fsync: bool = True
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The daemon: how it waits for a lost camera."""
+
+    # Camera open/read failures are retried after retry_initial_s, doubling up to retry_max_s.
+    retry_initial_s: float = check(1.0, lambda v: 0.05 <= v <= 60, "between 0.05 and 60 seconds")
+    retry_max_s: float = check(30.0, lambda v: 0.05 <= v <= 600, "between 0.05 and 600 seconds")
 
 
 @dataclass(frozen=True)
@@ -173,6 +191,7 @@ class Config:
     door: DoorConfig = field(default_factory=DoorConfig)
     vault: VaultConfig = field(default_factory=VaultConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    service: ServiceConfig = field(default_factory=ServiceConfig)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
