@@ -1,0 +1,64 @@
+"""``maskgate bench``: the shape of its figures, never their size (timings belong to the benchmark)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+import pytest
+
+from tests.conftest import FIXTURES, maskgate
+
+BASE_STAGES = ["decode", "landmarks", "geometry", "match_10k", "frame"]
+
+
+def expected_stages() -> set[str]:
+    stages = set(BASE_STAGES)
+    if importlib.util.find_spec("edge.vision.eyecrop"):
+        stages.add("eyecrop")
+    if importlib.util.find_spec("edge.embed"):
+        stages.add("embed")
+    return stages
+
+
+@pytest.fixture(scope="module")
+def bench_json() -> list[dict]:
+    r = maskgate("bench", "--json", "--frames", "12")
+    assert r.returncode == 0, r.stderr
+    return r.json_lines()
+
+
+def test_json_lines_have_every_stage_then_fps_and_rss(bench_json: list[dict]) -> None:
+    *stages, last = bench_json
+    names = [s["stage"] for s in stages]
+    assert set(BASE_STAGES) <= set(names) <= expected_stages() | set(BASE_STAGES)
+    assert names[0] == "decode" and names[-1] == "frame"
+    for s in stages:
+        assert set(s) == {"stage", "ms_median", "ms_p95", "frames"}
+        assert 0 <= s["ms_median"] <= s["ms_p95"]
+        assert 1 <= s["frames"] <= 12
+    assert {s["stage"]: s["frames"] for s in stages}["frame"] == 12
+    assert set(last) == {"frames", "fps", "rss_mb"}
+    assert last["frames"] == 12 and last["fps"] > 0 and last["rss_mb"] > 0
+
+
+def test_table_without_json_on_another_clip() -> None:
+    r = maskgate("bench", "--frames", "8", "--video", FIXTURES / "d11.mp4")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("maskgate bench: 8 frames of d11.mp4 (512x512)")
+    header = lines[1]
+    assert header.split() == ["stage", "median", "ms", "p95", "ms", "frames"]
+    rows = [line for line in lines[2:] if line and line.split()[0] in expected_stages()]
+    assert [row.split()[0] for row in rows][-1] == "frame" and len(rows) >= len(BASE_STAGES)
+    # Right-aligned numbers: every row ends at the header's width, columns line up.
+    assert {len(row) for row in rows} == {len(header)}
+    assert all(re.fullmatch(r"\S+\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+", row) for row in rows)
+    assert re.search(r"^\d+\.\d frames per second \(median frame\), peak RSS \d+ MB$", r.stdout, re.M)
+
+
+def test_bad_frame_count_and_missing_video_are_bad_usage(tmp_path) -> None:
+    r = maskgate("bench", "--frames", "0")
+    assert r.returncode == 2 and "--frames" in r.stderr and "Traceback" not in r.stderr
+    r = maskgate("bench", "--video", tmp_path / "none.mp4")
+    assert r.returncode == 2 and "none.mp4" in r.stderr and "Traceback" not in r.stderr
