@@ -60,10 +60,10 @@ def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_P
         return "not frontal"
     if min(geometry.ears(lm)) < MIN_EAR:
         return "eyes closed"
+    if not BRIGHTNESS[0] <= q.brightness <= BRIGHTNESS[1]:  # before sharpness: the dark look flat
+        return "too dark" if q.brightness < BRIGHTNESS[0] else "too bright"
     if q.sharpness < MIN_SHARPNESS:
         return "blurred"
-    if not BRIGHTNESS[0] <= q.brightness <= BRIGHTNESS[1]:
-        return "too dark" if q.brightness < BRIGHTNESS[0] else "too bright"
     return None
 
 
@@ -150,15 +150,16 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
         raise EnrollError("enrolling from the camera needs the liveness check (edge/liveness.py), "
                           "which this build lacks; enrol from a supervised video or images") from None
     steps = liveness.draw_sequence(cfg.liveness, random.SystemRandom(), None)
-    session = liveness.ChallengeSession(steps, cfg.liveness)
-    out.text(f"liveness: please {' then '.join(steps)}")
+    session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, out))
     it = frames(open_source(cfg.camera))
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
-            verdict = None
+            verdict, last = None, None
             for frame in it:
-                verdict = session.update(frame, lm.detect(frame.image))
+                faces = lm.detect(frame.image)
+                last = faces[0] if faces else last
+                verdict = session.update(frame, faces)
                 if verdict is not None:
                     break
             if verdict is None or not verdict.passed:
@@ -167,8 +168,13 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
             start = None
             for frame in it:
                 start = frame.t if start is None else start
-                if not lm.detect(frame.image) or frame.t - start > CAMERA_CAPTURE_S:
-                    break  # the person left (or time is up): never go on with whoever comes next
+                faces = lm.detect(frame.image)
+                if not faces or frame.t - start > CAMERA_CAPTURE_S or (
+                        last is not None and np.hypot(faces[0].center[0] - last.center[0],
+                                                      faces[0].center[1] - last.center[1])
+                        > 0.5 * (last.box[2] - last.box[0])):
+                    break  # the person left or someone else stepped in: never enrol whoever comes next
+                last = faces[0]
                 yield frame.image
     finally:
         it.close()

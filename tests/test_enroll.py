@@ -1,0 +1,120 @@
+"""Enrolment: consent first, quality gates on real faces (real MediaPipe), diverse templates, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, ROOT, maskgate
+from edge.camera import frames
+from edge.camera.replay import ReplaySource, read_image
+from edge.enroll import Candidate, choose_diverse, judge_face
+from edge.vision.landmarks import Landmarker
+
+DEMO = sorted((ROOT / "edge" / "demo" / "enroll").glob("*.jpg"))
+HAS_MODEL = (ROOT / "models" / "manifest.toml").exists()
+ENV = {"MASKGATE_DEVICE_ID": "test-board"}
+
+
+@pytest.fixture(scope="module")
+def still() -> Landmarker:
+    with Landmarker(2, static=True) as lm:
+        yield lm
+
+
+# ---------------------------------------------------------------- consent and bad input
+
+@pytest.mark.parametrize("consent", ["", "   "])
+def test_refuses_without_consent(state: Path, consent: str) -> None:
+    r = maskgate("enroll", "Demo", "--from", ROOT / "edge/demo/enroll", "--consent", consent, "--state", state,
+                 env=ENV)
+    assert r.returncode == 2 and "consent" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (state / "vault.bin").exists()
+
+
+def test_refuses_missing_consent_option_and_bad_sources(state: Path) -> None:
+    r = maskgate("enroll", "Demo", "--from", ROOT / "edge/demo/enroll", "--state", state, env=ENV)
+    assert r.returncode == 2 and "--consent" in r.stderr
+    r = maskgate("enroll", "Demo", "--from", state / "nothing.mp4", "--consent", "form 1", "--state", state, env=ENV)
+    assert r.returncode == 2 and "nothing.mp4: no such file" in r.stderr
+    r = maskgate("enroll", "Demo", "--from", ROOT / "edge/demo/enroll", "--consent", "form 1", "--expires",
+                 "next week", "--state", state, env=ENV)
+    assert r.returncode == 2 and "not a date" in r.stderr
+    assert not (state / "vault.bin").exists()
+
+
+# ---------------------------------------------------------------- quality gates on real faces
+
+def test_demo_enrolment_images_pass_the_gates(still: Landmarker) -> None:
+    assert len(DEMO) == 6
+    for p in DEMO:
+        img = read_image(p)
+        assert judge_face(img, still.detect(img)) is None, p.name
+
+
+def test_gates_refuse_poor_frames(still: Landmarker) -> None:
+    img = read_image(DEMO[0])
+    other = read_image(DEMO[3])
+    h, w = img.shape[:2]
+    cases = {
+        "blurred": cv2.GaussianBlur(img, (0, 0), 2.5),
+        "too far": cv2.resize(img, (w * 5 // 16, h * 5 // 16)),
+        "more than one face": np.concatenate([img, other], axis=1),
+        "not frontal": cv2.warpAffine(img, cv2.getRotationMatrix2D((w / 2, h / 2), 25, 1), (w, h)),
+        "too dark": (img * 0.12).astype(np.uint8),
+        "too bright": np.clip(img.astype(int) + 130, 0, 255).astype(np.uint8),
+        "no face": np.full_like(img, 128),
+    }
+    for why, bad in cases.items():
+        assert judge_face(bad, still.detect(bad)) == why
+
+
+def test_gates_on_fixture_clips() -> None:
+    """A blink (d6, around frame 50) is refused as eyes closed; a head turned ~20 deg (s18) as not frontal;
+    the open-eyed frontal frames of d6 pass."""
+    verdicts: dict[int, str | None] = {}
+    with Landmarker(2) as lm:
+        for f in frames(ReplaySource(FIXTURES / "d6.mp4")):
+            if f.index > 56:
+                break
+            if f.index >= 40:
+                verdicts[f.index] = judge_face(f.image, lm.detect(f.image))
+    assert verdicts[50] == "eyes closed" and verdicts[40] is None
+    assert sum(v is None for v in verdicts.values()) >= 8
+    with Landmarker(2) as lm:
+        src = ReplaySource(FIXTURES / "s18.mp4")
+        f = src.read()
+        src.close()
+        assert judge_face(f.image, lm.detect(f.image)) == "not frontal"
+
+
+def test_choose_diverse_takes_each_source_then_the_most_different() -> None:
+    e = np.eye(4, dtype=np.float32)
+    near = (e[0] + 0.05 * e[1]) / np.linalg.norm(e[0] + 0.05 * e[1])
+    cands = [Candidate(0, e[0], 50.0), Candidate(0, near, 40.0), Candidate(0, e[2], 10.0),
+             Candidate(1, e[3], 5.0)]
+    chosen = choose_diverse(cands, 3)
+    assert [c.source for c in chosen[:2]] == [0, 1] and chosen[0] is cands[0]
+    assert chosen[2] is cands[2]          # the different one, not the near-duplicate sharper one
+    assert len(choose_diverse(cands, 10)) == 4 and choose_diverse([], 3) == []
+
+
+# ---------------------------------------------------------------- end to end (needs the embedder model)
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_enrol_demo_person_end_to_end(state: Path) -> None:
+    r = maskgate("enroll", "Demo Person", "--from", *DEMO, "--consent", "demo consent form 1", "--operator",
+                 "tester", "--json", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    [done] = [e for e in r.json_lines() if "enrolled" in e]
+    assert done["enrolled"] and 2 <= done["templates"] <= 5 and done["good_frames"] == 6
+    r = maskgate("templates", "list", "--json", "--state", state, env=ENV)
+    [p] = r.json_lines()
+    assert (p["id"], p["name"], p["templates"]) == (done["person"], "Demo Person", done["templates"])
+    assert p["consent"]["text"] == "demo consent form 1" and p["consent"]["operator"] == "tester"
+    r = maskgate("enroll", "Demo Person", "--from", ROOT / "edge/demo/enroll", "--consent", "again",
+                 "--state", state, env=ENV)
+    assert r.returncode == 2 and "already enrolled" in r.stderr
