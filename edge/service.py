@@ -1,0 +1,249 @@
+"""The daemon behind ``maskgate run``: one loop from camera to door, under systemd.
+
+systemd integration is the plain sd_notify datagram protocol, spoken directly over the AF_UNIX
+socket named by ``$NOTIFY_SOCKET`` (``@name`` is the abstract namespace): ``READY=1`` once the door
+and the models are up, ``STATUS=`` on every change of state, ``WATCHDOG=1`` every
+``WATCHDOG_USEC / 2`` and ``STOPPING=1`` on the way out. The watchdog pings come from the loop
+itself, never from a helper thread, so a loop stuck in a camera read or an inference gets the
+service killed and restarted by systemd (``WatchdogSec=``) instead of a gate that looks alive.
+
+The door stays locked unless the gate grants: it is locked while the camera is lost (retries back
+off exponentially, ``[service] retry_initial_s`` doubling to ``retry_max_s``, pinging the watchdog
+while they wait), when the decision engine cannot be built (a missing model, a damaged vault: the
+loop still runs so the exit button and the alternative-entry input keep working), on SIGTERM and
+SIGINT (the handler drives the relay off before anything else), on any exception and at exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edge import __version__
+from edge.audit import AuditLog
+from edge.config import Config
+from edge.door import Door, open_door
+from edge.errors import CameraError, MaskgateError
+
+log = logging.getLogger(__name__)
+
+
+class Notifier:
+    """sd_notify over ``$NOTIFY_SOCKET``; every call is a silent no-op when not run by systemd."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        env = dict(os.environ if env is None else env)
+        self.address: str | None = env.get("NOTIFY_SOCKET") or None
+        self.interval: float | None = None
+        self._last_ping = 0.0
+        self._sock: socket.socket | None = None
+        usec, pid = env.get("WATCHDOG_USEC"), env.get("WATCHDOG_PID")
+        if usec and (not pid or pid == str(os.getpid())):
+            try:
+                self.interval = int(usec) / 2e6 if int(usec) > 0 else None
+            except ValueError:
+                log.warning("ignoring WATCHDOG_USEC=%r (not a number of microseconds)", usec)
+        if self.address:
+            if self.address[0] not in "/@":
+                log.warning("ignoring NOTIFY_SOCKET=%r (neither a path nor an @abstract name)", self.address)
+                self.address = None
+            else:
+                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+
+    def send(self, *fields: str) -> bool:
+        """Send ``KEY=value`` lines as one datagram; False when there is no socket or it failed."""
+        if self._sock is None or self.address is None:
+            return False
+        addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
+        try:
+            self._sock.sendto("\n".join(fields).encode(), addr)
+            return True
+        except OSError as e:  # systemd gone or the socket full: never a reason to stop the gate
+            log.debug("sd_notify %s failed: %s", fields, e)
+            return False
+
+    def ready(self, status: str) -> None:
+        self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
+        self._last_ping = time.monotonic()
+
+    def status(self, text: str) -> None:
+        log.info("status: %s", text)
+        self.send(f"STATUS={text}")
+
+    def stopping(self, status: str = "stopping") -> None:
+        self.send("STOPPING=1", f"STATUS={status}")
+
+    def watchdog(self, force: bool = False) -> None:
+        """Ping when half the watchdog period has passed (call it every loop turn; it is cheap)."""
+        if self.interval is None:
+            return
+        now = time.monotonic()
+        if force or now - self._last_ping >= self.interval:
+            self._last_ping = now
+            self.send("WATCHDOG=1")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+
+def install_signal_handlers(stop: threading.Event, door: Door | None = None) -> dict[int, Any]:
+    """SIGTERM / SIGINT: relay off at once, then ask the loop to stop. Returns the old handlers."""
+    def handler(signum: int, _frame: Any) -> None:
+        if door is not None:
+            door.lock("signal")
+        if not stop.is_set():
+            log.info("%s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+
+
+def restore_signal_handlers(previous: dict[int, Any]) -> None:
+    for s, h in previous.items():
+        signal.signal(s, h)
+
+
+def audit_door_events(door: Door, audit: AuditLog) -> None:
+    """Record every door event (unlock, lock, contact, inputs, alarms) in the audit log."""
+    def record(event: dict[str, Any]) -> None:
+        audit.append(event["event"], **{k: v for k, v in event.items() if k not in ("event", "t")})
+        log.info("%s", json.dumps(event))
+
+    door.on_event(record)
+
+
+def _install_privacy() -> None:
+    try:
+        from edge import privacy
+    except ImportError:
+        log.warning("edge.privacy is not installed: the no-network / no-image-write guard is off")
+        return
+    privacy.install()
+
+
+def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
+               emit: Callable[[dict[str, Any]], None]) -> Any:
+    """The decision engine, or None (door kept locked) when it cannot be built; says why."""
+    try:
+        from edge.gate import Gate
+    except ImportError:
+        Gate = None
+    if Gate is None:
+        reason = "edge.gate.Gate is not available"
+    else:
+        try:
+            from edge.embed import Embedder
+            from edge.vault import Vault
+
+            return Gate(cfg, Vault.open(state, cfg.vault), Embedder(cfg.embed), door, audit, emit)
+        except (MaskgateError, ImportError) as e:
+            reason = str(e)
+    log.error("no decisions: %s; the door stays locked (exit button and alternative entry still work)",
+              reason)
+    audit.append("service", action="degraded", reason=reason[:200])
+    door.indicate("fault")
+    return None
+
+
+def _wait(stop: threading.Event, seconds: float, notifier: Notifier) -> None:
+    """Sleep ``seconds`` (or until stopped), pinging the watchdog from this loop meanwhile."""
+    end = time.monotonic() + seconds
+    while not stop.is_set() and (left := end - time.monotonic()) > 0:
+        stop.wait(min(left, notifier.interval or left))
+        notifier.watchdog()
+
+
+def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, notifier: Notifier,
+          stop: threading.Event) -> None:
+    from edge.camera import open_source
+
+    delay, failures = cfg.service.retry_initial_s, 0
+    while not stop.is_set():
+        source = None
+        frames = 0
+        try:
+            source = open_source(cfg.camera)
+            log.info("camera %s open", source.name)
+            while not stop.is_set():
+                frame = source.read()
+                if frame is None:
+                    raise CameraError(f"{source.name} stopped delivering frames")
+                if frames == 0:
+                    if failures:
+                        audit.append("camera", action="restored", after=failures)
+                    failures, delay = 0, cfg.service.retry_initial_s
+                    door.indicate("idle")
+                    notifier.status(f"running: camera {source.name}, door locked until a grant")
+                frames += 1
+                faces = landmarker.detect(frame.image)
+                if gate is not None:
+                    gate.process(frame, faces)
+                notifier.watchdog()
+        except CameraError as e:
+            door.lock("camera lost")
+            door.indicate("fault")
+            failures += 1
+            if failures == 1:  # the first of a run is an event; the retries are log lines
+                audit.append("camera", action="lost", reason=str(e)[:200])
+            log.warning("camera: %s; retry %d in %.1f s (door locked)", e, failures, delay)
+            notifier.status(f"camera unavailable: {e}; retry {failures} in {delay:.1f} s; door locked")
+            _wait(stop, delay, notifier)
+            delay = min(delay * 2, cfg.service.retry_max_s)
+        finally:
+            if source is not None:
+                source.close()
+
+
+def run(cfg: Config, state: Path) -> int:
+    """The daemon: returns 0 after a clean stop (SIGTERM / SIGINT); the relay is off whatever happens."""
+    if logging.getLogger().getEffectiveLevel() > logging.INFO:
+        logging.getLogger("edge").setLevel(logging.INFO)  # a daemon's events belong in the journal
+    notifier = Notifier()
+    stop = threading.Event()
+    previous = install_signal_handlers(stop)  # before anything slow: a stop during start-up counts
+    door: Door | None = None
+    audit: AuditLog | None = None
+    try:
+        notifier.status("starting")
+        _install_privacy()
+        audit = AuditLog(state, cfg.audit)
+        door = open_door(cfg.door)
+        install_signal_handlers(stop, door)  # now the handler can drive the relay off first
+        audit_door_events(door, audit)
+        audit.append("service", action="start", version=__version__, door=cfg.door.backend,
+                     camera=cfg.camera.source)
+        from edge.vision.landmarks import Landmarker
+
+        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
+                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
+            gate = _make_gate(cfg, state, door, audit,
+                              lambda ev: log.info("%s", json.dumps(ev, separators=(",", ":"))))
+            notifier.ready("door locked; opening the camera" if gate is not None
+                           else "door locked; no decisions (see the log)")
+            try:
+                if not stop.is_set():
+                    _loop(cfg, landmarker, gate, door, audit, notifier, stop)
+            finally:
+                if gate is not None:
+                    gate.close()
+        return 0
+    finally:
+        notifier.stopping()
+        try:
+            if door is not None:
+                door.close()
+        finally:
+            if audit is not None:  # "off": close() returned, so the relay pin was driven off
+                audit.append("service", action="stop", relay="off" if door is None or door.closed else "unknown")
+            notifier.close()
+            restore_signal_handlers(previous)
+        log.info("stopped; relay off")
