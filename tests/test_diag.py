@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -379,3 +380,19 @@ def test_preview_says_move_closer_when_the_gate_needs_bigger_faces(tmp_path: Pat
     faces = [r for r in readings if r["face"]]
     assert faces and all(r["hint"] == "move closer" for r in faces)
     assert set(faces[0]) == {"t", "face", "box", "yaw", "pitch", "roll", "pupil_distance", "hint"}
+
+
+def test_preview_ctrl_c_exits_0(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path / "p.toml", f'[camera]\npath = "{FIXTURES / "d11.mp4"}"\nrealtime = true\n'
+                                            'loop = true\n')
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DISPLAY": ""}
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "preview", "--config", str(cfg)], cwd=ROOT,
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [p.stdout.readline() for _ in range(4)]  # the banner and three readings
+        assert all("pupils" in line for line in lines[1:]), lines
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(30)
+    finally:
+        p.kill()
+    assert rc == 0 and "Traceback" not in p.stderr.read()
