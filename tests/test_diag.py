@@ -69,7 +69,10 @@ def test_every_check_runs_here_and_reports_json(state: Path) -> None:
     assert by["vault"]["status"] == "warn" and "nobody enrolled" in by["vault"]["detail"]
     assert by["audit"]["status"] == "warn" and "no audit log" in by["audit"]["detail"]
     assert by["disk"]["status"] == "ok" and "GB free" in by["disk"]["detail"]
-    assert by["models"]["status"] in ("ok", "warn")
+    if (ROOT / "models" / "manifest.toml").exists():
+        assert by["models"]["status"] == "ok" and "known answer" in by["models"]["detail"]
+    else:  # a checkout without the trained model: said plainly, with what to do
+        assert by["models"]["status"] == "fail" and "manifest.toml is missing" in by["models"]["detail"]
     if not Path("/run/systemd/system").is_dir():
         assert by["service"]["status"] == "warn" and "systemd is not running" in by["service"]["detail"]
     assert "Traceback" not in r.stderr
@@ -152,6 +155,80 @@ def test_camera_fixture_clip_shows_a_face(state: Path) -> None:
     f = diag.check_camera(ctx_for(state, f'[camera]\npath = "{FIXTURES / "d11.mp4"}"\n'))
     assert f.status == "warn"  # only because it is a recording
     assert "recording d11.mp4: 512x512 at 25.0 fps" in f.detail and "face visible" in f.detail
+
+
+# ---- models ----
+
+MANIFEST = """default = "int8"
+[input]
+height = 56
+width = 112
+channels = "RGB"
+mean = 127.5
+std = 128.0
+[output]
+dim = 128
+normalised = "L2"
+[models.int8]
+file = "eye_int8.tflite"
+sha256 = "{sha}"
+bytes = {size}
+threshold = 0.5
+"""
+
+
+def fake_models(tmp_path: Path, payload: bytes, sha: str | None = None) -> Path:
+    import hashlib
+
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "eye_int8.tflite").write_bytes(payload)
+    (d / "manifest.toml").write_text(MANIFEST.format(sha=sha or hashlib.sha256(payload).hexdigest(),
+                                                     size=len(payload)))
+    return d
+
+
+def test_altered_model_file_fails(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = fake_models(tmp_path, b"TFL3" + bytes(64), sha="0" * 64)
+    monkeypatch.setenv("MASKGATE_MODELS", str(d))
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "fail" and "eye_int8.tflite sha256 differs from the manifest" in f.detail
+    assert "reinstall" in f.hint
+
+
+def test_model_the_runtime_cannot_load_fails(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKGATE_MODELS", str(fake_models(tmp_path, b"not a flatbuffer" * 8)))
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "fail" and "eye_int8.tflite" in f.detail and "reinstall" in f.hint
+
+
+def test_missing_model_file_and_manifest_fail(state: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = fake_models(tmp_path, b"x")
+    (d / "eye_int8.tflite").unlink()
+    monkeypatch.setenv("MASKGATE_MODELS", str(d))
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "fail" and "eye_int8.tflite missing" in f.detail
+    (d / "manifest.toml").unlink()
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "fail" and "manifest.toml is missing" in f.detail
+
+
+def test_a_corrupted_copy_of_the_real_model_fails(state: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    real = ROOT / "models"
+    if not (real / "manifest.toml").exists():
+        pytest.skip("models/ holds no trained model in this checkout")
+    d = tmp_path / "models"
+    shutil.copytree(real, d)
+    monkeypatch.setenv("MASKGATE_MODELS", str(d))
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "ok" and "known answer" in f.detail
+    model = next(d.glob("*.tflite"))
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit on the SD card
+    model.write_bytes(bytes(data))
+    f = diag.check_models(ctx_for(state))
+    assert f.status == "fail" and f"{model.name} sha256 differs" in f.detail
 
 
 # ---- vault ----
