@@ -38,6 +38,7 @@ import builtins
 import io
 import logging
 import os
+import re
 import socket
 import sys
 import threading
@@ -133,6 +134,37 @@ def _npy_image_shaped(head: bytes) -> bool:
     if descr[1:] in ("u1", "b1", "u2", "i2") and len(shape) >= 2 and len(big) >= 2:
         return True
     return len(shape) >= 3 and shape[-1] in (1, 3, 4) and all(d >= 16 for d in shape[-3:-1])
+
+
+# Signatures an auditor looks for anywhere in what the gate wrote (logs, audit trail, state files):
+# long enough that random bytes (a sealed vault is ciphertext) match them about never.
+_ANYWHERE = (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\xff\xd8\xff\xdb", b"JFIF\x00", b"Exif\x00\x00",
+             b"\x89PNG\r\n\x1a\n", b"IHDR\x00", b"GIF87a", b"GIF89a", b"WEBPVP8", b"ftypisom", b"ftypmp4",
+             b"ftypqt", b"ftypheic", b"\x1aE\xdf\xa3\x01", b"YUV4MPEG2", b"\x93NUMPY",
+             # the same, as Python prints bytes, and as base64
+             rb"\xff\xd8\xff", rb"\x89PNG", rb"\x93NUMPY", b"/9j/4AAQSkZJRg", b"/9j/4QA", b"/9j/2wBD",
+             b"iVBORw0KGgo", b"R0lGODlh", b"R0lGODdh", b"k05VTVBZ")
+# A run of numbers (an image or an embedding printed as text) or of escaped bytes, longer than any
+# log line has a reason to hold.
+_NUMBER_RUN = re.compile(rb"(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?[\s,;\[\]()]+){%d,}" % MAX_LOGGED_ELEMENTS)
+_BYTES_RUN = re.compile(rb"(?:\\x[0-9a-fA-F]{2}){%d,}" % MAX_LOGGED_ELEMENTS)
+
+
+def image_traces(data: bytes) -> list[str]:
+    """What in ``data`` (a whole file or stream) looks like image or video data; empty when none.
+
+    Used by the tests and ``scripts/measure_privacy.py`` on everything the gate wrote.
+    """
+    found = []
+    kind = media_kind(data[:SNIFF_BYTES])
+    if kind:
+        found.append(f"{kind} magic number at the start")
+    found += [f"{sig!r} at byte {data.find(sig)}" for sig in _ANYWHERE if sig in data]
+    for pattern, what in ((_NUMBER_RUN, "numbers"), (_BYTES_RUN, "escaped bytes")):
+        m = pattern.search(data)
+        if m:
+            found.append(f"a run of {MAX_LOGGED_ELEMENTS}+ {what} at byte {m.start()}: {m.group()[:60]!r}...")
+    return found
 
 
 # ---- refusing ----
