@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Build the SD-card image (scripts/build-image.sh) and boot a copy of it under
+# qemu-system-aarch64 -M virt -cpu cortex-a72 (the image's own kernel and initrd, given directly),
+# with a test maskgate.toml on its boot partition (replay camera, mock pins), as an installer would.
+# A check script on the boot partition, run by systemd (systemd.run=) once the system is up, asserts
+# on the serial console that:
+#   - firstboot ran, made the device key 0600 maskgate:maskgate, took the config and disabled itself;
+#   - maskgate.service reached READY (Type=notify: active) and its camera delivers frames;
+#   - it runs sandboxed: no new privileges, seccomp on, a network namespace with only loopback, and
+#     an IP socket attempt in a unit with exactly maskgate.service's sandbox fails (EAFNOSUPPORT).
+#   sudo scripts/test-image.sh [--out DIR] [--skip-build] [--timeout SECONDS]
+# Exit 0 when every check passed. The serial log is DIR/serial.log, timings in DIR/times.txt.
+# Needs, besides build-image.sh's tools: qemu-system-arm (qemu-system-aarch64).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+out=${TMPDIR:-/var/tmp}/maskgate-image
+build=1
+timeout=2400
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    --skip-build) build=0; shift ;;
+    --timeout) timeout=$2; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    *) echo "test-image.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+command -v qemu-system-aarch64 >/dev/null || { echo "test-image.sh: qemu-system-aarch64 missing: apt-get install qemu-system-arm" >&2; exit 2; }
+command -v mcopy >/dev/null || { echo "test-image.sh: mcopy missing: apt-get install mtools" >&2; exit 2; }
+t0=$(date +%s)
+if [ "$build" = 1 ]; then
+  "$repo/scripts/build-image.sh" --out "$out"
+fi
+t_build=$(date +%s)
+img="$out/maskgate-arm64.img"
+[ -f "$img" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] || { echo "test-image.sh: no image in $out (build it first)" >&2; exit 2; }
+
+# A copy to boot, with the installer's two files written onto its FAT partition (no mounting).
+test_img="$out/test.img"
+cp --sparse=always "$img" "$test_img"
+fat="$test_img@@$(( $(sfdisk -d "$test_img" | awk -F'[=,]' '/start=/ {print $2; exit}') * 512 ))"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cat > "$work/maskgate.toml" <<'EOF'
+# the boot test's gate: the bundled demo clip as the camera, gpiozero's mock pins as the door
+[camera]
+source = "replay"
+loop = true
+
+[door]
+backend = "mock"
+relay_pin = 17
+open_s = 2.0
+EOF
+cat > "$work/selfcheck.sh" <<'EOF'
+#!/bin/sh
+# Runs as root in the booted image (systemd.run=); every verdict line starts with SELFCHECK.
+exec >/dev/console 2>&1
+fails=0
+say() { echo "SELFCHECK $*"; }
+check() {  # name, then a command that must succeed
+  name=$1; shift
+  if "$@"; then say "ok   $name"; else say "FAIL $name"; fails=$((fails + 1)); fi
+}
+prop() { systemctl show -p "$2" --value "$1"; }
+say "uptime $(cut -d' ' -f1 /proc/uptime) s: system up, waiting for maskgate.service"
+i=0
+while [ $i -lt 900 ]; do
+  state=$(prop maskgate.service ActiveState)
+  case "$state" in active|failed) break ;; esac
+  [ "$(prop maskgate-firstboot.service ActiveState)" = failed ] && break
+  sleep 1; i=$((i + 1))
+done
+say "uptime $(cut -d' ' -f1 /proc/uptime) s: maskgate.service $state/$(prop maskgate.service SubState)"
+say "firstboot log:"; journalctl -b -u maskgate-firstboot.service -o cat --no-pager | sed 's/^/SELFCHECK |   /'
+check "firstboot succeeded" [ "$(prop maskgate-firstboot.service Result)" = success ]
+check "firstboot disabled itself" [ "$(systemctl is-enabled maskgate-firstboot.service)" = disabled ]
+check "config taken from the boot partition" cmp -s /boot/firmware/maskgate.toml /etc/maskgate/maskgate.toml
+key=$(stat -c '%a %U:%G %s' /var/lib/maskgate/device.key 2>&1)
+say "device.key: $key"
+check "device key 0600 maskgate:maskgate, 32 bytes" [ "$key" = "600 maskgate:maskgate 32" ]
+check "maskgate.service reached READY (Type=notify, active)" [ "$state" = active ]
+# READY comes once the door and models are up; then the loop reports the camera in STATUS=.
+i=0
+while [ $i -lt 300 ] && ! prop maskgate.service StatusText | grep -q '^running: camera'; do sleep 1; i=$((i + 1)); done
+status=$(prop maskgate.service StatusText)
+say "status: $status (uptime $(cut -d' ' -f1 /proc/uptime) s, restarts $(prop maskgate.service NRestarts))"
+check "camera delivering frames (STATUS running: camera)" sh -c "echo '$status' | grep -q '^running: camera'"
+pid=$(prop maskgate.service MainPID)
+if [ "$pid" -gt 0 ] 2>/dev/null; then
+  say "main pid $pid: $(grep -E '^(Uid|Groups|NoNewPrivs|Seccomp):' /proc/$pid/status | tr -s '\t\n' '  ')"
+  check "runs as maskgate" [ "$(stat -c %U /proc/$pid)" = maskgate ]
+  check "no new privileges" grep -q '^NoNewPrivs:[[:space:]]*1' /proc/$pid/status
+  check "seccomp filter on (syscall filter, W^X, address families)" grep -q '^Seccomp:[[:space:]]*2' /proc/$pid/status
+  check "own network namespace" [ "$(readlink /proc/$pid/ns/net)" != "$(readlink /proc/1/ns/net)" ]
+  ifaces=$(awk -F: 'NR > 2 {gsub(/ /, "", $1); print $1}' /proc/$pid/net/dev | tr '\n' ' ')
+  say "interfaces in its namespace: $ifaces"
+  check "only loopback in it" [ "$ifaces" = "lo " ]
+  check "an IP connection from its namespace fails" nsenter --net=/proc/$pid/ns/net python3 -c '
+import socket, sys
+try:
+    socket.create_connection(("10.0.2.2", 80), timeout=3)
+except OSError as e:
+    print("SELFCHECK       connect from its netns:", e); sys.exit(0)
+sys.exit(1)'
+else
+  fails=$((fails + 1)); say "FAIL no main pid"
+fi
+# The same sandbox, another program: maskgate.service with only ExecStart/Type changed.
+cat > /run/maskgate-ipprobe.py <<'PY'
+import socket
+for family in (socket.AF_INET, socket.AF_INET6):
+    try:
+        socket.socket(family, socket.SOCK_STREAM).close()
+        print("IPPROBE", family.name, "ALLOWED")
+    except OSError as e:
+        print("IPPROBE", family.name, "refused:", e)
+PY
+chmod 644 /run/maskgate-ipprobe.py
+mkdir -p /run/systemd/system
+sed -e 's|^ExecStart=.*|ExecStart=/opt/maskgate/venv/bin/python /run/maskgate-ipprobe.py|' \
+    -e 's/^Type=notify/Type=oneshot/' -e '/^WatchdogSec=/d' -e '/^Restart=/d' \
+    /etc/systemd/system/maskgate.service > /run/systemd/system/maskgate-ipprobe.service
+systemctl daemon-reload
+systemctl start maskgate-ipprobe.service
+probe=$(journalctl -b -u maskgate-ipprobe.service -o cat --no-pager | grep '^IPPROBE')
+echo "$probe" | sed 's/^/SELFCHECK |   /'
+check "IP sockets refused inside the sandbox" sh -c "echo '$probe' | grep -c 'refused: \[Errno 97\]' | grep -qx 2"
+check "IP sockets allowed outside it (control)" python3 -c 'import socket; socket.socket(socket.AF_INET).close()'
+say "maskgate log (last 15 lines):"; journalctl -b -u maskgate.service -o cat --no-pager | tail -15 | sed 's/^/SELFCHECK |   /'
+if [ $fails = 0 ]; then say "RESULT PASS"; else say "RESULT FAIL ($fails)"; fi
+sync
+EOF
+mcopy -o -i "$fat" "$work/maskgate.toml" ::maskgate.toml
+mcopy -o -i "$fat" "$work/selfcheck.sh" ::selfcheck.sh
+
+log="$out/serial.log"
+echo "[$(date +%T)] booting $test_img under qemu (serial log: $log)" >&2
+t_boot=$(date +%s)
+set +e
+timeout "$timeout" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -display none -no-reboot \
+  -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
+  -append 'root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 systemd.run="/bin/sh /boot/firmware/selfcheck.sh" systemd.run_success_action=poweroff systemd.run_failure_action=poweroff' \
+  -drive file="$test_img",format=raw,if=virtio -nic none -monitor none -serial file:"$log" </dev/null >/dev/null 2>&1
+rc=$?
+set -e
+t_end=$(date +%s)
+rm -f "$test_img"
+grep -a 'SELFCHECK' "$log" | tr -d '\r' >&2 || true
+{
+  echo "build_s $((t_build - t0))"
+  echo "boot_and_check_s $((t_end - t_boot))"
+  echo "image_mib $(( $(stat -c %s "$img") / 1048576 ))"
+  echo "image_allocated_mib $(( $(du -k "$img" | cut -f1) / 1024 ))"
+} | tee -a "$out/times.txt" >&2
+[ $rc = 124 ] && { echo "test-image.sh: qemu timed out after ${timeout}s (see $log)" >&2; exit 1; }
+grep -aq 'SELFCHECK RESULT PASS' "$log" || { echo "test-image.sh: FAILED (see $log)" >&2; exit 1; }
+echo "test-image.sh: PASS" >&2

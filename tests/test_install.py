@@ -1,0 +1,82 @@
+"""scripts/install.sh's plan (--dry-run) per platform, and the deployment scripts' syntax and lint."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+
+SCRIPTS = [ROOT / "scripts" / s for s in ("install.sh", "firstboot", "build-image.sh", "test-image.sh")]
+
+
+def plan(*args: str) -> tuple[int, list[str], str]:
+    r = subprocess.run(["bash", str(ROOT / "scripts/install.sh"), "--dry-run", *args],
+                       capture_output=True, text=True, timeout=60)
+    return r.returncode, [line[2:] for line in r.stdout.splitlines() if line.startswith("+ ")], r.stderr
+
+
+def step(lines: list[str], pattern: str) -> int:
+    hits = [i for i, line in enumerate(lines) if re.search(pattern, line)]
+    assert hits, f"no step matching {pattern!r} in:\n" + "\n".join(lines)
+    return hits[0]
+
+
+def test_pi_plan() -> None:
+    rc, lines, _ = plan("--platform", "pi")
+    assert rc == 0
+    apt = lines[step(lines, r"^apt-get install")]
+    assert "python3-picamera2" in apt and "python3-lgpio" in apt
+    venv = step(lines, r"-m venv --system-site-packages /opt/maskgate/venv$")
+    req = step(lines, r"pip .* install -r \S+/requirements.txt$")
+    mp = step(lines, r"pip .* install --no-deps mediapipe==")
+    pkg = step(lines, rf"pip .* install --no-deps --force-reinstall {re.escape(str(ROOT))}$")
+    units = step(lines, r"^install -m 644 \S+/maskgate.service \S+/maskgate-firstboot.service /etc/systemd/system/")
+    enable = step(lines, r"^systemctl enable maskgate-firstboot.service maskgate.service$")
+    fb = step(lines, r"^/usr/local/sbin/maskgate-firstboot --boot-config /boot/firmware/maskgate.toml$")
+    start = step(lines, r"^systemctl restart maskgate.service$")
+    assert apt and venv < req < mp < pkg < units < enable < fb < start
+
+
+def test_jetson_and_generic_plans_have_no_pi_packages() -> None:
+    for platform in ("jetson", "generic"):
+        rc, lines, _ = plan("--platform", platform)
+        assert rc == 0
+        text = "\n".join(lines)
+        assert "picamera2" not in text and "--system-site-packages" not in text
+        assert re.search(r"-m venv /opt/maskgate/venv$", text, re.M)
+    assert any("gpiod>=2.1" in shlex.split(line) for line in plan("--platform", "jetson")[1])
+
+
+def test_no_start_and_bad_usage() -> None:
+    rc, lines, _ = plan("--platform", "pi", "--no-start")
+    assert rc == 0 and not any(line.startswith("systemctl restart") for line in lines)
+    rc, lines, err = plan("--platform", "pi5")
+    assert rc == 2 and "--platform must be" in err and not lines
+    rc, _, err = plan("--config", "/nonexistent/maskgate.toml")
+    assert rc == 2 and "no such file" in err
+
+
+def test_pins_match_the_dev_setup() -> None:
+    """install.sh, setup.sh and build-image.sh install the same mediapipe; the unit starts install.sh's venv."""
+    pins = {p.name: set(re.findall(r"mediapipe==[\d.]+", p.read_text()))
+            for p in (ROOT / "scripts/install.sh", ROOT / "scripts/setup.sh", ROOT / "scripts/build-image.sh")}
+    assert len(set.union(*pins.values())) == 1 and all(pins.values()), pins
+    assert "/opt/maskgate/venv/bin/maskgate run" in (ROOT / "systemd/maskgate.service").read_text()
+    assert "/opt/maskgate/venv" in (ROOT / "scripts/build-image.sh").read_text()
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_scripts_parse_and_lint(script: Path) -> None:
+    assert script.stat().st_mode & 0o111, f"{script.name} is not executable"
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck missing (apt-get install shellcheck); bash -n passed")
+    r = subprocess.run(["shellcheck", "--severity=warning", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
