@@ -201,7 +201,7 @@ class AuditLog:
             os.close(fd)
 
     def _write_head(self) -> None:
-        tmp = self.head_path.with_suffix(".tmp")
+        tmp = self.dir / (HEAD_NAME + ".tmp")
         tmp.write_text(json.dumps({"seq": self._seq, "hash": self._prev}) + "\n")
         if self.cfg.fsync:
             with open(tmp, "rb") as f:
@@ -266,7 +266,7 @@ class AuditLog:
                           "last_seq": last["seq"], "last_hash": line_hash(lines[keep_from - 1]),
                           "prev": line_hash(lines[keep_from - 1])}
             body = b"\n".join([json.dumps(checkpoint, separators=(",", ":")).encode(), *lines[keep_from:]]) + b"\n"
-            tmp = self.path.with_suffix(".tmp")
+            tmp = self.dir / (LOG_NAME + ".tmp")
             with open(tmp, "wb") as f:
                 f.write(body)
                 f.flush()

@@ -85,9 +85,15 @@ class Notifier:
         if self.interval is None:
             return
         now = time.monotonic()
-        if force or now - self._last_ping >= self.interval:
+        if force or now >= self._last_ping + self.interval - 0.005:  # a timed wait may wake a hair early
             self._last_ping = now
             self.send("WATCHDOG=1")
+
+    def due_in(self) -> float:
+        """Seconds until the next ping is due (``inf`` without a watchdog)."""
+        if self.interval is None:
+            return float("inf")
+        return max(0.0, self._last_ping + self.interval - time.monotonic())
 
     def close(self) -> None:
         if self._sock is not None:
@@ -158,7 +164,7 @@ def _wait(stop: threading.Event, seconds: float, notifier: Notifier) -> None:
     """Sleep ``seconds`` (or until stopped), pinging the watchdog from this loop meanwhile."""
     end = time.monotonic() + seconds
     while not stop.is_set() and (left := end - time.monotonic()) > 0:
-        stop.wait(min(left, notifier.interval or left))
+        stop.wait(min(left, notifier.due_in()))
         notifier.watchdog()
 
 
@@ -182,7 +188,7 @@ def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, 
                         audit.append("camera", action="restored", after=failures)
                     failures, delay = 0, cfg.service.retry_initial_s
                     door.indicate("idle")
-                    notifier.status(f"running: camera {source.name}, door locked until a grant")
+                    notifier.status(f"running: camera {source.name}; relay {door.status()['relay']}")
                 frames += 1
                 faces = landmarker.detect(frame.image)
                 if gate is not None:
@@ -195,7 +201,8 @@ def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, 
             if failures == 1:  # the first of a run is an event; the retries are log lines
                 audit.append("camera", action="lost", reason=str(e)[:200])
             log.warning("camera: %s; retry %d in %.1f s (door locked)", e, failures, delay)
-            notifier.status(f"camera unavailable: {e}; retry {failures} in {delay:.1f} s; door locked")
+            notifier.status(f"camera unavailable: {e}; retry {failures} in {delay:.1f} s; "
+                            f"relay {door.status()['relay']}")
             _wait(stop, delay, notifier)
             delay = min(delay * 2, cfg.service.retry_max_s)
         finally:
