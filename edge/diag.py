@@ -356,6 +356,9 @@ def check_door(ctx: Context) -> Finding:
     try:
         door.on_event(events.append)
         before = door.status()
+        if "inputs" not in before:  # Door.status() reports only the contact: read the buttons' pins too
+            pins = getattr(door, "_pins", None)
+            before["inputs"] = {n: pins.active(n) for n in getattr(pins, "inputs", ()) if n != "contact"}
         if ctx.yes:
             _click(door, cfg.open_s)
     finally:
