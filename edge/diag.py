@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -136,36 +137,39 @@ def _camera_hint(cfg: Config) -> str:
 
 
 def _grab(cfg: Config) -> tuple[list[Any], float, str]:
-    """Some frames from the configured source, the frame rate they came at, and the source's name.
+    """A few frames from the configured source (oldest first), the frame rate, and the source's name.
 
     A live camera is read for about a second after a short warm-up (auto exposure), so its rate is
-    the real one; a recording reports the rate written in the file.
+    the real one, and its last frames are "now"; a recording reports the rate written in the file
+    and gives every 15th of its first 90 frames. Only these few frames are kept, in memory.
     """
     from edge.camera import open_source
 
     cam = cfg.camera
     live = cam.source != "replay"
     source = open_source(cam if live else dataclasses.replace(cam, realtime=False, loop=False))
-    frames = []
+    kept: deque[Any] = deque(maxlen=6)
     try:
         if live:
             for _ in range(5):
                 source.read()
+            n, first, last = 0, None, None
             t_end = time.monotonic() + 1.0
-            while time.monotonic() < t_end and len(frames) < 120:
-                f = source.read()
-                if f is None:
-                    break
-                frames.append(f)
-            span = frames[-1].t - frames[0].t if len(frames) > 1 else 0.0
-            fps = (len(frames) - 1) / span if span > 0 else 0.0
+            while time.monotonic() < t_end and (f := source.read()) is not None:
+                kept.append(f)
+                n, first, last = n + 1, first or f, f
+            span = last.t - first.t if n > 1 else 0.0
+            fps = (n - 1) / span if span > 0 else 0.0
         else:
-            while len(frames) < 90 and (f := source.read()) is not None:
-                frames.append(f)
+            for i in range(90):
+                if (f := source.read()) is None:
+                    break
+                if i % 15 == 0:
+                    kept.append(f)
             fps = float(getattr(source, "fps", 0.0))
     finally:
         source.close()
-    return frames, fps, source.name
+    return list(kept), fps, source.name
 
 
 def check_camera(ctx: Context) -> Finding:
@@ -184,8 +188,7 @@ def check_camera(ctx: Context) -> Finding:
     h, w = frames[-1].image.shape[:2]
     grey = frames[-1].image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     brightness = float(grey.mean())
-    # The newest frames are "now"; look back through a few, newest first.
-    picks = frames[::-1][:: max(1, len(frames) // 6)][:6]
+    picks = frames[::-1]  # newest first: for a live camera the last frame is "now"
     face = None
     with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm, \
             quiet_stderr():
