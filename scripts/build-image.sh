@@ -43,6 +43,7 @@ stamp "start"
 
 suite=bookworm
 mirror=${MIRROR:-http://deb.debian.org/debian}
+gpiod=gpiod==2.5.0   # not in requirements.txt (an optional extra there); as scripts/install.sh
 packages=systemd-sysv,udev,kmod,initramfs-tools,zstd,linux-image-arm64,raspi-firmware,dosfstools,python3,python3-venv
 base="$out/base"
 base_version=1   # bump when the mmdebstrap hooks below change
@@ -80,6 +81,8 @@ plat=(--only-binary=:all: --python-version 3.11 --implementation cp --platform m
 for glibc in $(seq 17 36); do plat+=(--platform "manylinux_2_${glibc}_aarch64"); done
 "$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" -r "$repo/requirements.txt"
 "$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" --no-deps mediapipe==0.10.18
+# door.backend = "gpiod": Debian's kernel has no /dev/gpiomem, so the Pi's pins go through libgpiod v2
+"$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" --no-deps "$gpiod"
 "$pyhost" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" "$repo" 2>/dev/null ||
   "$pyhost" -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" "$repo"
 stamp "wheels downloaded ($(du -sm "$wheels" | cut -f1) MB)"
@@ -99,10 +102,10 @@ chroot_run /bin/sh -euc '
   python3 -m venv /opt/maskgate/venv
   pip="/opt/maskgate/venv/bin/python -m pip --disable-pip-version-check -q"
   $pip install --no-index --find-links /tmp/wheels -r /tmp/requirements.txt
-  $pip install --no-index --find-links /tmp/wheels --no-deps mediapipe==0.10.18
+  $pip install --no-index --find-links /tmp/wheels --no-deps mediapipe==0.10.18 "$0"
   $pip install --no-index --find-links /tmp/wheels --no-deps maskgate
-  /opt/maskgate/venv/bin/python -c "import edge.cli, mediapipe, cv2, nacl, gpiozero; print(\"maskgate imports ok\")"
-'
+  /opt/maskgate/venv/bin/python -c "import edge.cli, mediapipe, cv2, nacl, gpiozero, gpiod; print(\"maskgate imports ok\")"
+' "$gpiod"
 rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt"
 stamp "maskgate installed in rootfs"
 if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then

@@ -13,6 +13,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/opt/maskgate            # fixed: systemd/maskgate.service starts $prefix/venv/bin/maskgate
 mediapipe=mediapipe==0.10.18    # as scripts/setup.sh
+gpiod=gpiod==2.5.0              # as scripts/build-image.sh (aarch64 wheels for cp310 and cp311)
 platform=auto config="" start=1 dry=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -59,7 +60,8 @@ run install -d -m 755 "$prefix"
 pip=("$prefix/venv/bin/python" -m pip --disable-pip-version-check -q)
 run "${pip[@]}" install -r "$repo/requirements.txt"
 run "${pip[@]}" install --no-deps "$mediapipe"
-[ "$platform" = jetson ] && run "${pip[@]}" install "gpiod>=2.1"   # door backend "gpiod"
+# door.backend = "gpiod" (libgpiod v2) off Raspberry Pi OS, where gpiozero has no pin library
+[ "$platform" = pi ] || run "${pip[@]}" install --no-deps "$gpiod"
 run "${pip[@]}" install --no-deps --force-reinstall "$repo"
 if [ -d "$repo/models" ]; then
   run rm -rf "$prefix/models.new"

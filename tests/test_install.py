@@ -50,7 +50,8 @@ def test_jetson_and_generic_plans_have_no_pi_packages() -> None:
         text = "\n".join(lines)
         assert "picamera2" not in text and "--system-site-packages" not in text
         assert re.search(r"-m venv /opt/maskgate/venv$", text, re.M)
-    assert any("gpiod>=2.1" in shlex.split(line) for line in plan("--platform", "jetson")[1])
+        assert any("gpiod==2.5.0" in shlex.split(line) for line in lines)
+    assert not any("gpiod==2.5.0" in shlex.split(line) for line in plan("--platform", "pi")[1])
 
 
 def test_no_start_and_bad_usage() -> None:
@@ -63,10 +64,13 @@ def test_no_start_and_bad_usage() -> None:
 
 
 def test_pins_match_the_dev_setup() -> None:
-    """install.sh, setup.sh and build-image.sh install the same mediapipe; the unit starts install.sh's venv."""
-    pins = {p.name: set(re.findall(r"mediapipe==[\d.]+", p.read_text()))
-            for p in (ROOT / "scripts/install.sh", ROOT / "scripts/setup.sh", ROOT / "scripts/build-image.sh")}
+    """install.sh, setup.sh and build-image.sh install the same mediapipe (and gpiod); the unit starts
+    install.sh's venv."""
+    scripts = (ROOT / "scripts/install.sh", ROOT / "scripts/setup.sh", ROOT / "scripts/build-image.sh")
+    pins = {p.name: set(re.findall(r"mediapipe==[\d.]+", p.read_text())) for p in scripts}
     assert len(set.union(*pins.values())) == 1 and all(pins.values()), pins
+    gpiod = {p.name: set(re.findall(r"gpiod==[\d.]+", p.read_text())) for p in scripts[::2]}
+    assert len(set.union(*gpiod.values())) == 1 and all(gpiod.values()), gpiod
     assert "/opt/maskgate/venv/bin/maskgate run" in (ROOT / "systemd/maskgate.service").read_text()
     assert "/opt/maskgate/venv" in (ROOT / "scripts/build-image.sh").read_text()
 
