@@ -203,7 +203,9 @@ def check_camera(ctx: Context) -> Finding:
     what = name if live else f"recording {Path(name.split(':', 1)[1]).name}"
     detail = f"{what}: {w}x{h} at {fps:.1f} fps, brightness {brightness:.0f}/255, {seen}"
     problems: list[str] = []
-    if live and (w, h) != (cfg.camera.width, cfg.camera.height) and cfg.camera.rotate in (0, 180):
+    c = cfg.camera
+    asked = (c.width, c.height) if c.rotate in (0, 180) else (c.height, c.width)  # frames come rotated
+    if live and (w, h) != asked:
         problems.append(f"the camera gives {w}x{h}, not the configured "
                         f"{cfg.camera.width}x{cfg.camera.height}: set camera.width/height to a mode it has")
     if live and fps < 0.6 * cfg.camera.fps:
