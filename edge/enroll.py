@@ -121,7 +121,7 @@ def _image_frames(paths: list[Path]) -> Iterator[np.ndarray]:
 
 def _video_frames(path: Path) -> Iterator[np.ndarray]:
     src = ReplaySource(path, realtime=False)
-    stride = max(1, src.frame_count // VIDEO_FRAMES) if src.frame_count > 0 else 1
+    stride = max(1, -(-src.frame_count // VIDEO_FRAMES))  # ceil: at most VIDEO_FRAMES frames
     for frame in frames(src):
         if frame.index % stride == 0:
             yield frame.image
@@ -190,8 +190,12 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any) -> tuple[l
     """Embeddings of every good frame of every source, with a report per source."""
     cands: list[Candidate] = []
     reports: list[SourceReport] = []
-    for i, source in enumerate(sources):
+    groups: dict[str, int] = {}
+    for source in sources:
         kind, paths = _classify(source)
+        # Image files named one by one are one set; each video, folder or camera run is its own.
+        i = groups.setdefault("files" if kind == "images" and not Path(source).is_dir() else source,
+                              len(groups))
         rep = SourceReport(source)
         reports.append(rep)
         if kind == "camera":

@@ -118,3 +118,25 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
     r = maskgate("enroll", "Demo Person", "--from", ROOT / "edge/demo/enroll", "--consent", "again",
                  "--state", state, env=ENV)
     assert r.returncode == 2 and "already enrolled" in r.stderr
+
+
+def _camera_config(tmp_path: Path, challenge: str) -> Path:
+    """The "camera" is the replay source on a real clip (d12 answers a blink, not a turn)."""
+    cfg = tmp_path / "camera.toml"
+    cfg.write_text(f'[camera]\nsource = "replay"\npath = "{FIXTURES / "d12.mp4"}"\nrealtime = false\n'
+                   f'[liveness]\nchallenges = ["{challenge}"]\nsteps = 1\n')
+    return cfg
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_camera_enrolment_needs_liveness_first(state: Path, tmp_path: Path) -> None:
+    r = maskgate("enroll", "Clip Person", "--from", "camera", "--consent", "form 7", "--json",
+                 "--config", _camera_config(tmp_path, "turn-left"), "--state", state, env=ENV)
+    assert r.returncode == 1 and r.json_lines()[-1]["enrolled"] is False
+    assert "liveness failed" in r.json_lines()[-1]["reason"]
+    r = maskgate("templates", "list", "--json", "--state", state, env=ENV)
+    assert r.json_lines() == []
+    r = maskgate("enroll", "Clip Person", "--from", "camera", "--consent", "form 7", "--json",
+                 "--config", _camera_config(tmp_path, "blink"), "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert r.json_lines()[-1]["enrolled"] is True and r.json_lines()[-1]["templates"] >= 2

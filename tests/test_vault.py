@@ -169,7 +169,7 @@ _person = st.fixed_dictionaries({"id": st.sampled_from(["p-0123456789abcdef", "p
                                                         "operator": st.text(max_size=3)})})
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(meta=st.fixed_dictionaries({"dim": st.integers(-1, 5) | _json_values,
                                    "transform": st.sampled_from(["shake256-gauss-qr-v1", "x"]),
                                    "people": st.lists(_person, max_size=3) | _json_values}) | _json_values,
