@@ -443,9 +443,10 @@ class Vault:
             root = secrets.token_bytes(KEY_BYTES)
             atomic_write(key_path, root, 0o600)
             log.info("made a new device key %s", key_path)
-        for stale in self.state_dir.glob(".*.tmp"):  # left by a writer that was killed mid-write
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        for name in (VAULT_FILE, KEY_FILE, NEXT_KEY_FILE):  # temp files of a writer killed mid-write
+            for stale in self.state_dir.glob(f".{name}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         return root
 
     def _file_stamp(self) -> tuple | None:
