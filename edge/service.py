@@ -243,6 +243,10 @@ def run(cfg: Config, state: Path) -> int:
                 if gate is not None:
                     gate.close()
         return 0
+    except Exception as e:
+        if audit is not None and not isinstance(e, MaskgateError):  # a bug: leave a trace beside the log's
+            audit.append("service", action="crash", error=f"{type(e).__name__}: {e}"[:200])
+        raise
     finally:
         notifier.stopping()
         try:
