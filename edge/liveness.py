@@ -119,6 +119,27 @@ def gui_available() -> bool:
     return False
 
 
+def render_prompt(step: str | None, size: tuple[int, int] = (480, 800)) -> np.ndarray:
+    """The prompt image (BGR, in memory): the instruction and, for turns, an arrow to the side to turn to."""
+    import cv2
+
+    h, w = size
+    img = np.zeros((h, w, 3), np.uint8)
+    if step is None:
+        return img
+    text = PROMPT_TEXT[step]
+    tsize = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.2, 2)[0]
+    cv2.putText(img, text, ((w - tsize[0]) // 2, h // 4), cv2.FONT_HERSHEY_SIMPLEX, 1.2,
+                (255, 255, 255), 2, cv2.LINE_AA)
+    cy, cx, half = h * 3 // 5, w // 2, w // 4
+    if step == "blink":
+        cv2.ellipse(img, (cx, cy), (half // 2, half // 5), 0, 0, 360, (255, 255, 255), 4)
+    else:  # the person faces the screen: their left is the screen's left
+        tip = cx - half if step == "turn-left" else cx + half
+        cv2.arrowedLine(img, (cx, cy), (tip, cy), (0, 255, 255), 10, tipLength=0.3)
+    return img
+
+
 class WindowPrompter:
     """Text and an arrow in an OpenCV window on the gate's display; drawn in memory, never saved."""
 
@@ -141,26 +162,8 @@ class WindowPrompter:
             raise ConfigError(f"cannot open a window for the liveness prompt ({e}); is a display "
                               "attached and DISPLAY/WAYLAND_DISPLAY set? Or set liveness.prompt = \"log\"")
 
-    def render(self, step: str | None) -> np.ndarray:
-        """The prompt image (BGR): the instruction and, for turns, an arrow toward the side to turn to."""
-        cv2 = self._cv2
-        img = np.zeros((self.h, self.w, 3), np.uint8)
-        if step is None:
-            return img
-        text = PROMPT_TEXT[step]
-        size = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.2, 2)[0]
-        cv2.putText(img, text, ((self.w - size[0]) // 2, self.h // 4), cv2.FONT_HERSHEY_SIMPLEX, 1.2,
-                    (255, 255, 255), 2, cv2.LINE_AA)
-        cy, cx, half = self.h * 3 // 5, self.w // 2, self.w // 4
-        if step == "blink":
-            cv2.ellipse(img, (cx, cy), (half // 2, half // 5), 0, 0, 360, (255, 255, 255), 4)
-        else:  # the person faces the screen: their left is the screen's left
-            tip = cx - half if step == "turn-left" else cx + half
-            cv2.arrowedLine(img, (cx, cy), (tip, cy), (0, 255, 255), 10, tipLength=0.3)
-        return img
-
     def show(self, step: str | None) -> None:
-        self._cv2.imshow(self.NAME, self.render(step))
+        self._cv2.imshow(self.NAME, render_prompt(step, (self.h, self.w)))
         self._cv2.waitKey(1)
 
     def close(self) -> None:

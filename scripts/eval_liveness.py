@@ -84,13 +84,20 @@ def load_annotations(path: Path = ANNOTATIONS) -> list[dict]:
     return tomllib.loads(path.read_text())["action"]
 
 
+_CLIPS: dict[str, tuple[list[list[Face]], float]] = {}
+
+
 def clip_faces(clip: str) -> tuple[list[list[Face]], float]:
+    """A clip's faces per frame and its rate (computed once per process)."""
+    if clip in _CLIPS:
+        return _CLIPS[clip]
     from edge.camera import frames
     from edge.camera.replay import ReplaySource
 
     src = ReplaySource(DATA / "videos" / "liveportrait" / f"{clip}.mp4")
     fps = src.fps
-    return detect_all([f.image for f in frames(src)]), fps
+    _CLIPS[clip] = detect_all([f.image for f in frames(src)]), fps
+    return _CLIPS[clip]
 
 
 def genuine_attempts(clip: str, acts: list[dict], cfg: LivenessConfig) -> list[dict]:
@@ -128,6 +135,10 @@ def replay_trials(clip: str, cfg: LivenessConfig, starts: int = 4) -> tuple[int,
             passed += bool(v and v.passed)
             tried += 1
     return passed, tried
+
+
+def genuine_and_replay(clip: str, acts: list[dict], cfg: LivenessConfig, starts: int):
+    return genuine_attempts(clip, acts, cfg), replay_trials(clip, cfg, starts)
 
 
 # ---------- attack rendering ----------
@@ -306,12 +317,12 @@ def main(argv: list[str] | None = None) -> int:
                 k += 1
 
     with mp.Pool(args.workers) as pool:
-        genuine_async = [pool.apply_async(genuine_attempts, (c, [a for a in acts if a["clip"] == c], cfg))
-                         for c in clips]
-        replay_async = [pool.apply_async(replay_trials, (c, cfg, 2 if args.quick else 4)) for c in clips]
+        genuine_async = [pool.apply_async(genuine_and_replay, (c, [a for a in acts if a["clip"] == c], cfg,
+                                                               2 if args.quick else 4)) for c in clips]
         attacks = pool.map(run_attack, jobs, chunksize=1)
-        genuine = [r for g in genuine_async for r in g.get()]
-        replays = [r.get() for r in replay_async]
+        done = [g.get() for g in genuine_async]
+        genuine = [r for rows, _ in done for r in rows]
+        replays = [rep for _, rep in done]
 
     # APCER per attack type and challenge (ISO/IEC 30107-3: the worst type is the headline).
     worst = 0.0
