@@ -1,0 +1,189 @@
+"""The eye-region embedder at run time: eye crop -> 128-D unit vector, on the TFLite runtime.
+
+The model file is checked against ``models/manifest.toml`` before it is loaded: a file whose sha256
+differs (corrupted SD card, a swapped model) is refused, because a different model silently changes
+who the gate lets in. The manifest also carries the input size and normalisation, the output
+dimension and the cosine threshold calibrated for that file (see models/MODEL_CARD.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.config import Config, EmbedConfig
+from edge.errors import MaskgateError, ModelError
+from edge.vision import eyecrop
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Jetson (Ubuntu 22.04) ships Python 3.10
+    import tomli as tomllib
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.toml"
+
+
+def models_dir() -> Path:
+    """$MASKGATE_MODELS, else the ``models/`` folder next to the ``edge`` package."""
+    env = os.environ.get("MASKGATE_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model file as the manifest describes it."""
+
+    path: Path
+    sha256: str
+    height: int
+    width: int
+    mean: float
+    std: float
+    dim: int
+    threshold: float
+
+
+def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
+    """The manifest's entry for ``name`` (a kind such as ``int8``, or a file name); "" = its default."""
+    d = directory or models_dir()
+    mpath = d / MANIFEST
+    try:
+        m = tomllib.loads(mpath.read_text(encoding="utf-8"))
+        models = m["models"]
+        kind = name or m["default"]
+        by_file = {v["file"]: k for k, v in models.items()}
+        kind = by_file.get(Path(kind).name, kind)
+        if kind not in models:
+            raise ModelError(f"embed.model = {name!r} is not in {mpath} (known: {', '.join(models)})")
+        e = models[kind]
+        return ModelSpec(d / e["file"], str(e["sha256"]).lower(), int(m["input"]["height"]),
+                         int(m["input"]["width"]), float(m["input"]["mean"]), float(m["input"]["std"]),
+                         int(m["output"]["dim"]), float(e["threshold"]))
+    except FileNotFoundError:
+        raise ModelError(f"model manifest {mpath} is missing (reinstall maskgate or set MASKGATE_MODELS)") from None
+    except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ModelError(f"model manifest {mpath} is damaged ({type(e).__name__}: {e}); reinstall maskgate") from None
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _interpreter(path: Path, threads: int) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        except ImportError:
+            raise ModelError("no TFLite runtime: install ai-edge-litert (or tflite-runtime); run scripts/setup.sh") from None
+    try:
+        it = Interpreter(model_path=str(path), num_threads=threads)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        raise ModelError(f"{path} cannot be loaded by the TFLite runtime ({e})") from None
+    return it
+
+
+class Embedder:
+    """The eye-region embedding of a face: checked model, fixed preprocessing, L2-normalised output."""
+
+    def __init__(self, cfg: EmbedConfig, directory: Path | None = None) -> None:
+        spec = load_spec(cfg.model, directory)
+        if not spec.path.is_file():
+            raise ModelError(f"model file {spec.path} is missing (reinstall maskgate or set MASKGATE_MODELS)")
+        digest = _sha256(spec.path)
+        if digest != spec.sha256:
+            raise ModelError(f"model file {spec.path} does not match {spec.path.parent / MANIFEST} "
+                             f"(sha256 {digest[:12]}..., expected {spec.sha256[:12]}...): it is damaged or "
+                             "replaced; restore the original file or reinstall maskgate")
+        self.spec = spec
+        self.dim = spec.dim
+        self.threshold = spec.threshold
+        self._it = _interpreter(spec.path, cfg.threads)
+        inp = self._it.get_input_details()[0]
+        self._in, self._out = inp["index"], self._it.get_output_details()[0]["index"]
+        if tuple(inp["shape"]) != (1, spec.height, spec.width, 3):
+            raise ModelError(f"{spec.path} takes input {tuple(inp['shape'])}, the manifest says "
+                             f"{spec.height}x{spec.width}x3; reinstall maskgate")
+        if (spec.height, spec.width) != (eyecrop.CROP_H, eyecrop.CROP_W):
+            raise ModelError(f"{spec.path} expects {spec.height}x{spec.width} crops but the eye crop is "
+                             f"{eyecrop.CROP_H}x{eyecrop.CROP_W}; model and code are from different versions")
+        log.info("eye embedder %s (%d-D, threshold %.3f)", spec.path.name, self.dim, self.threshold)
+
+    def embed_crop(self, crop: np.ndarray) -> np.ndarray:
+        """The unit embedding of one aligned eye crop (RGB or grey uint8, CROP_H x CROP_W)."""
+        if crop.ndim == 2:
+            crop = np.repeat(crop[:, :, None], 3, axis=2)
+        if crop.shape != (self.spec.height, self.spec.width, 3):
+            raise ValueError(f"expected a {self.spec.height}x{self.spec.width}x3 crop, got {crop.shape}")
+        x = (crop.astype(np.float32)[None] - self.spec.mean) / self.spec.std
+        self._it.set_tensor(self._in, x)
+        self._it.invoke()
+        e = self._it.get_tensor(self._out)[0].astype(np.float32)
+        return e / max(float(np.linalg.norm(e)), 1e-12)
+
+    def embed_face(self, image: np.ndarray, face: Any) -> np.ndarray | None:
+        """The embedding of ``face`` (a ``Face``) in an RGB frame; None when its pose is unusable."""
+        crop = eyecrop.eye_crop(image, face.landmarks)
+        return None if crop is None else self.embed_crop(crop)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    if not path.is_file():
+        raise MaskgateError(f"{path}: no such image file")
+    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if im is None:
+        raise MaskgateError(f"{path}: cannot be read as an image (give a JPEG, PNG, BMP or PGM file)")
+    return np.ascontiguousarray(im[:, :, ::-1])
+
+
+def embed_images(paths: list[Path], cfg: Config, out: Any) -> int:
+    """``maskgate embed``: one line per image, the largest face's eye embedding or "no face".
+
+    An image that cannot be read is reported on stderr and the rest are still embedded; the exit
+    status is then 2. A tight face crop is retried with a border, as the detector needs context.
+    """
+    from edge.vision.landmarks import Landmarker
+
+    embedder = Embedder(cfg.embed)
+    status = 0
+    with Landmarker(max_faces=cfg.vision.max_faces, static=True,
+                    min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+        for p in paths:
+            try:
+                image = _read_rgb(p)
+            except MaskgateError as e:
+                print(f"maskgate: error: {e}", file=sys.stderr)
+                status = 2
+                continue
+            faces = lm.detect(image)
+            if not faces:
+                pad = max(image.shape[:2]) // 3
+                image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+                faces = lm.detect(image)
+            emb = embedder.embed_face(image, faces[0]) if faces else None
+            if emb is None:
+                if faces:
+                    log.info("%s: face turned beyond %.0f deg", p, eyecrop.MAX_YAW_DEG)
+                out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
+            else:
+                out.event({"path": str(p), "embedding": [round(float(v), 6) for v in emb]},
+                          f"{p}: {embedder.dim}-D embedding, first values "
+                          + " ".join(f"{v:+.3f}" for v in emb[:4]) + " ...")
+    return status

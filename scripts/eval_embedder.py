@@ -1,0 +1,163 @@
+"""Evaluate the eye embedder against the full-face dlib teacher, unmasked and with synthetic masks.
+
+    python scripts/eval_embedder.py --data ../shared/data --models models/
+
+LFW View 2, folds 6-10 (nobody in them, nor in fold 5, was trained on): genuine pairs are the
+pairs.txt match pairs of those folds; impostor pairs are *all* cross-identity pairs among the images
+those folds use (millions, so FAR 1e-3 is measured, not extrapolated). Georgia Tech faces (other
+people, another camera) are a cross-dataset check with all their same/cross-identity pairs.
+Three settings: unmasked vs unmasked; masked probe vs unmasked gallery (the gate's case: enrolled
+bare-faced, seen masked); masked vs masked. Masks are synthetic (MaskTheFace photographs placed with
+landmarks); no real-mask set exists here. The teacher is scored with its own rule (Euclidean
+distance) on the same images, masked with the same draw. Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import embedder_data as D  # noqa: E402
+from embedder_metrics import summary  # noqa: E402
+from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, tflite_embed  # noqa: E402
+
+log = logging.getLogger("eval_embedder")
+SETTINGS = ("unmasked", "masked_probe", "masked_both")
+
+
+def pair_scores(score, g_pairs: np.ndarray, ids: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:  # noqa: ANN001
+    """Genuine/impostor scores per setting. ``score(a_masked, b_masked)`` gives the full score matrix."""
+    n = len(ids)
+    diff = ids[:, None] != ids[None, :]
+    upper = np.triu(np.ones((n, n), bool), 1)
+    out = {}
+    s = score(False, False)
+    out["unmasked"] = (s[g_pairs[:, 0], g_pairs[:, 1]], s[diff & upper])
+    s = score(True, False)    # rows masked probes, columns unmasked gallery
+    out["masked_probe"] = (np.concatenate([s[g_pairs[:, 0], g_pairs[:, 1]], s[g_pairs[:, 1], g_pairs[:, 0]]]),
+                           s[diff])
+    s = score(True, True)
+    out["masked_both"] = (s[g_pairs[:, 0], g_pairs[:, 1]], s[diff & upper])
+    return out
+
+
+def cosine_scorer(clean: np.ndarray, masked: np.ndarray):  # noqa: ANN201
+    return lambda pm, gm: (masked if pm else clean) @ (masked if gm else clean).T
+
+
+def euclid_scorer(clean: np.ndarray, masked: np.ndarray):  # noqa: ANN201
+    def f(pm: bool, gm: bool) -> np.ndarray:
+        a, b = (masked if pm else clean), (masked if gm else clean)
+        d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+        return -np.sqrt(np.maximum(d2, 0))
+    return f
+
+
+def test_sets(data: Path, lm: dict) -> dict:
+    index = {p: i for i, p in enumerate(lm["paths"])}
+    folds = D.lfw_folds(data)
+    rels, pairs, missing = [], [], 0
+    pos = {}
+    for f in TEST_FOLDS:
+        for k, (a, na, b, nb) in enumerate(folds[f]):
+            ra, rb = D.lfw_rel(a, na), D.lfw_rel(b, nb)
+            if not (lm["ok"][index[ra]] and lm["ok"][index[rb]]):
+                missing += 1
+                continue
+            for r in (ra, rb):
+                if r not in pos:
+                    pos[r] = len(rels)
+                    rels.append(r)
+            if a == b:
+                pairs.append((pos[ra], pos[rb]))
+    gt = [p for p in lm["paths"] if p.startswith("gt_faces/") and lm["ok"][index[p]]]
+    gt_ids = np.array([D.identity_of(r) for r in gt])
+    same = (gt_ids[:, None] == gt_ids[None, :]) & np.triu(np.ones((len(gt), len(gt)), bool), 1)
+    return {
+        "lfw": {"rels": rels, "ids": np.array([D.identity_of(r) for r in rels]), "pairs": np.array(pairs),
+                "no_face_pairs": missing},
+        "gt": {"rels": gt, "ids": gt_ids, "pairs": np.argwhere(same), "no_face_pairs": 0},
+    }
+
+
+def teacher(data: Path, work: Path, name: str, rels: list[str], lms: np.ndarray, workers: int) -> dict:
+    cache = work / f"dlib_{name}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        if list(z["rels"]) == rels:
+            return {"clean": z["clean"], "masked": z["masked"]}
+    import embedder_dlib
+
+    log.info("dlib teacher on %d %s images (unmasked and masked); slow, cached afterwards", len(rels), name)
+    clean = embedder_dlib.descriptors(data, rels, lms, False, workers)
+    masked = embedder_dlib.descriptors(data, rels, lms, True, workers)
+    np.savez(cache, rels=np.array(rels), clean=clean, masked=masked)
+    return {"clean": clean, "masked": masked}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--models", type=Path, default=HERE.parent / "models")
+    ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "maskgate-embedder")
+    ap.add_argument("--runtime-python", default=str(HERE.parent / ".venv" / "bin" / "python"))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--no-teacher", action="store_true", help="skip the dlib baseline")
+    ap.add_argument("--json", type=Path, help="write the figures here (default WORK/eval_report.json)")
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    a.work.mkdir(parents=True, exist_ok=True)
+    manifest = tomllib.loads((a.models / "manifest.toml").read_text())
+    lm = ensure_landmarks(a.data, a.work, a.runtime_python)
+    index = {p: i for i, p in enumerate(lm["paths"])}
+    sets = test_sets(a.data, lm)
+    report: dict = {}
+    for name, s in sets.items():
+        lms = lm["landmarks"][[index[r] for r in s["rels"]]]
+        clean, masked, _, _ = make_crops(a.data, s["rels"], lms, 0, a.workers)
+        systems = {}
+        for kind, m in manifest["models"].items():
+            path = a.models / m["file"]
+            systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean), tflite_embed(path, masked))
+        if not a.no_teacher:
+            t = teacher(a.data, a.work, name, s["rels"], lms, a.workers)
+            systems["dlib_fullface"] = euclid_scorer(t["clean"], t["masked"])
+        report[name] = {"images": len(s["rels"]), "genuine_pairs": int(len(s["pairs"])),
+                        "pairs_without_face": s["no_face_pairs"]}
+        for sysname, scorer in systems.items():
+            sc = pair_scores(scorer, s["pairs"], s["ids"])
+            report[name][sysname] = {k: summary(*v) for k, v in sc.items()}
+    print_table(report)
+    out = a.json or a.work / "eval_report.json"
+    out.write_text(json.dumps(report, indent=2))
+    log.info("wrote %s", out)
+    return 0
+
+
+def print_table(report: dict) -> None:
+    for name, r in report.items():
+        title = ("LFW View 2 folds 6-10 (held out)" if name == "lfw" else
+                 "Georgia Tech faces (cross-dataset, held out)")
+        print(f"\n{title}: {r['images']} images, {r['genuine_pairs']} genuine pairs"
+              f"{', ' + str(r['pairs_without_face']) + ' pairs dropped (no face)' if r['pairs_without_face'] else ''}")
+        print(f"{'system':<15}{'setting':<14}{'AUC':>8}{'EER':>8}{'TAR@1e-2':>10}{'TAR@1e-3':>10}{'impostors':>12}")
+        for sysname, v in r.items():
+            if not isinstance(v, dict):
+                continue
+            for setting in SETTINGS:
+                m = v[setting]
+                print(f"{sysname:<15}{setting:<14}{m['auc']:>8.4f}{m['eer']:>8.4f}{m['tar_1e-2']:>10.3f}"
+                      f"{m['tar_1e-3']:>10.3f}{m['impostor']:>12d}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
