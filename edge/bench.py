@@ -19,7 +19,7 @@ import numpy as np
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
 from edge.errors import ConfigError
-from edge.vision import geometry
+from edge.vision import eyecrop, geometry
 from edge.vision.landmarks import Landmarker
 
 log = logging.getLogger(__name__)
@@ -59,6 +59,18 @@ def synthetic_gallery(dim: int, n: int = MATCH_TEMPLATES, per_person: int = MATC
     return Gallery([f"p{i // per_person:05d}" for i in range(n)], templates)
 
 
+def _embedder(cfg: Config) -> tuple[Any, str]:
+    """The eye embedder, or None and why when no valid model is installed: the other stages still count."""
+    from edge.embed import Embedder
+    from edge.errors import ModelError
+
+    try:
+        return Embedder(cfg.embed), ""
+    except ModelError as e:
+        log.info("embed stage left out: %s", e)
+        return None, str(e)
+
+
 def table(rows: list[tuple[str, float, float, int]]) -> list[str]:
     """The stage figures as aligned text lines (stage, median, p95, samples)."""
     width = max([len("stage")] + [len(r[0]) for r in rows])
@@ -75,11 +87,14 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150) -> 
     if frames < 1:
         raise ConfigError(f"--frames must be at least 1, not {frames}")
     source = ReplaySource(video or demo_clip(), realtime=False)
-    times: dict[str, list[float]] = {"decode": [], "landmarks": [], "geometry": [], "match_10k": []}
+    stages = ["decode", "landmarks", "geometry", "eyecrop", "embed", "match_10k"]
+    times: dict[str, list[float]] = {name: [] for name in stages}
     total: list[float] = []
+    embedder, why_not = _embedder(cfg)
     lm = Landmarker(cfg.vision.max_faces)
-    gallery = synthetic_gallery(MATCH_DIM)
-    probe = np.random.default_rng(1).standard_normal(MATCH_DIM).astype(np.float32)
+    dim = embedder.dim if embedder is not None else MATCH_DIM
+    gallery = synthetic_gallery(dim)
+    probe = np.random.default_rng(1).standard_normal(dim).astype(np.float32)
     size = (0, 0)
     try:
         for _ in range(frames):
@@ -90,21 +105,31 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150) -> 
             faces, t_lm = timed(lambda: lm.detect(frame.image))
             times["decode"].append(t_dec)
             times["landmarks"].append(t_lm)
-            t_geo = t_match = 0.0
+            spent = t_dec + t_lm
             if faces:
                 L = faces[0].landmarks
-                _, t_geo = timed(lambda: (geometry.head_pose(L), geometry.ears(L),
-                                          geometry.face_quality(frame.image, L)))
-                times["geometry"].append(t_geo)
-                _, t_match = timed(lambda: gallery.search(probe))
-                times["match_10k"].append(t_match)
-            total.append(t_dec + t_lm + t_geo + t_match)
+                _, ms = timed(lambda: (geometry.head_pose(L), geometry.ears(L),
+                                       geometry.face_quality(frame.image, L)))
+                times["geometry"].append(ms)
+                crop, t_crop = timed(lambda: eyecrop.eye_crop(frame.image, L))
+                times["eyecrop"].append(t_crop)
+                spent += ms + t_crop
+                if crop is not None and embedder is not None:
+                    probe, ms = timed(lambda: embedder.embed_crop(crop))
+                    times["embed"].append(ms)
+                    spent += ms
+                _, ms = timed(lambda: gallery.search(probe))
+                times["match_10k"].append(ms)
+                spent += ms
+            total.append(spent)
     finally:
         source.close()
         lm.close()
     times["frame"] = total
     out.text(f"maskgate bench: {len(total)} frames of {source.path.name} ({size[0]}x{size[1]}), "
              f"match over {len(gallery)} templates")
+    if why_not:
+        out.text(f"embed stage left out: {why_not}")
     rows = [(stage, *_stats(ms), len(ms)) for stage, ms in times.items() if ms]
     lines = table(rows)
     out.text(lines[0])

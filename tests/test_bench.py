@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
 import pytest
 
-from tests.conftest import FIXTURES, maskgate
+from tests.conftest import FIXTURES, ROOT, maskgate
 
-BASE_STAGES = ["decode", "landmarks", "geometry", "match_10k", "frame"]
+BASE_STAGES = ["decode", "landmarks", "geometry", "eyecrop", "match_10k", "frame"]
+MODEL_INSTALLED = (ROOT / "models" / "manifest.toml").exists()
 
 
-def expected_stages() -> set[str]:
-    stages = set(BASE_STAGES)
-    if importlib.util.find_spec("edge.vision.eyecrop"):
-        stages.add("eyecrop")
-    if importlib.util.find_spec("edge.embed"):
-        stages.add("embed")
+def expected_stages() -> list[str]:
+    """Every stage, in order; embedding only where a trained model is installed."""
+    stages = list(BASE_STAGES)
+    if MODEL_INSTALLED:
+        stages.insert(stages.index("match_10k"), "embed")
     return stages
 
 
@@ -30,9 +29,7 @@ def bench_json() -> list[dict]:
 
 def test_json_lines_have_every_stage_then_fps_and_rss(bench_json: list[dict]) -> None:
     *stages, last = bench_json
-    names = [s["stage"] for s in stages]
-    assert set(BASE_STAGES) <= set(names) <= expected_stages() | set(BASE_STAGES)
-    assert names[0] == "decode" and names[-1] == "frame"
+    assert [s["stage"] for s in stages] == expected_stages()
     for s in stages:
         assert set(s) == {"stage", "ms_median", "ms_p95", "frames"}
         assert 0 <= s["ms_median"] <= s["ms_p95"]
@@ -47,10 +44,12 @@ def test_table_without_json_on_another_clip() -> None:
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
     assert lines[0].startswith("maskgate bench: 8 frames of d11.mp4 (512x512)")
-    header = lines[1]
+    assert ("embed stage left out" in r.stdout) != MODEL_INSTALLED
+    header = next(line for line in lines if line.startswith("stage "))
     assert header.split() == ["stage", "median", "ms", "p95", "ms", "frames"]
-    rows = [line for line in lines[2:] if line and line.split()[0] in expected_stages()]
-    assert [row.split()[0] for row in rows][-1] == "frame" and len(rows) >= len(BASE_STAGES)
+    rows = [line for line in lines if line and line.split()[0] in expected_stages()]
+    assert [row.split()[0] for row in rows] == expected_stages()
+    assert lines.index(header) + 1 == lines.index(rows[0])
     # Right-aligned numbers: every row ends at the header's width, columns line up.
     assert {len(row) for row in rows} == {len(header)}
     assert all(re.fullmatch(r"\S+\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+", row) for row in rows)
