@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import importlib
+import json
 import logging
 import os
 import platform
@@ -467,8 +468,6 @@ def check_audit(ctx: Context) -> Finding:
     with path.open("rb") as f:
         first = f.readline()
     try:
-        import json
-
         entry = json.loads(first)
         oldest = f", oldest {entry.get('ts', '?')} ({entry.get('event', '?')})"
         age_days = (datetime.now(timezone.utc) - datetime.fromisoformat(str(entry["ts"]))).days
