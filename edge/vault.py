@@ -73,7 +73,7 @@ _ID_SOURCES = ("/sys/firmware/devicetree/base/serial-number", "/proc/device-tree
 
 # ---------------------------------------------------------------- identity and keys
 
-def device_identity(override: str | None = None) -> bytes:
+def device_identity(override: str | None = None, sources: tuple[str, ...] = _ID_SOURCES) -> bytes:
     """The board's identity: the Raspberry Pi / Jetson serial (in the SoC), else ``/etc/machine-id``.
 
     ``override`` (or the test-only ``MASKGATE_DEVICE_ID``) replaces it so tests can play two boards.
@@ -82,12 +82,12 @@ def device_identity(override: str | None = None) -> bytes:
         override = os.environ.get(DEVICE_ID_ENV) or None
     if override is not None:
         return b"override:" + override.encode()
-    for src in _ID_SOURCES:
+    for src in sources:
         try:
             raw = Path(src).read_bytes()
         except OSError:
             continue
-        if src == "/proc/cpuinfo":
+        if src.endswith("cpuinfo"):
             m = re.search(rb"^Serial\s*:\s*([0-9a-fA-F]+)\s*$", raw, re.M)
             raw = m.group(1) if m and m.group(1).strip(b"0") else b""
         value = raw.strip(b"\x00 \n\t")

@@ -107,10 +107,21 @@ def test_vault_without_its_key_is_refused_not_replaced(vault: Vault, state: Path
     assert (state / VAULT_FILE).read_bytes() == before and not (state / KEY_FILE).exists()
 
 
-def test_device_identity_sources() -> None:
-    assert device_identity("x") != device_identity("y")
-    real = device_identity(None) if "MASKGATE_DEVICE_ID" not in os.environ else b"x"
-    assert real  # this machine has a serial or /etc/machine-id
+def test_device_identity_sources(tmp_path: Path) -> None:
+    serial = tmp_path / "serial-number"
+    cpuinfo = tmp_path / "cpuinfo"
+    machine_id = tmp_path / "machine-id"
+    cpuinfo.write_text("processor\t: 0\nHardware\t: BCM2835\nSerial\t\t: 0000000000000000\n")
+    machine_id.write_text("4c4c4544004b3510\n")
+    srcs = (str(serial), str(cpuinfo), str(machine_id))
+    assert device_identity(None, srcs).endswith(b"machine-id:4c4c4544004b3510")   # a zero serial is no serial
+    cpuinfo.write_text("processor\t: 0\nSerial\t\t: 10000000abcdef01\n")
+    assert device_identity(None, srcs).endswith(b"cpuinfo:10000000abcdef01")
+    serial.write_bytes(b"10000000abcdef01\x00")
+    assert device_identity(None, srcs).endswith(b"serial-number:10000000abcdef01")
+    with pytest.raises(VaultError, match="no device identity"):
+        device_identity(None, (str(tmp_path / "none"),))
+    assert device_identity("x", srcs) != device_identity("y", srcs) != device_identity(None, srcs)
 
 
 # ---------------------------------------------------------------- bad files
