@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +92,9 @@ def analyse(trace: str) -> dict:
     programs: list[str] = []
     opened: set[str] = set()
     written: Counter[str] = Counter()
-    first: dict[str, bytes] = {}
-    head_of: dict[str, bytes] = defaultdict(bytes)  # first bytes written since an open that truncates
+    image: Counter[str] = Counter()   # bytes written to a file whose first bytes were image data
+    fresh: set[str] = set()           # opened empty (new or truncated); the next write is at offset 0
+    is_image: dict[str, bool] = {}
     for line in trace.splitlines():
         m = _CALL.match(line)
         if not m:
@@ -112,19 +113,21 @@ def analyse(trace: str) -> dict:
             path = unescape(target.group(1)).decode() if target else unescape(strings[0]).decode()
             opened.add(path)
             if "O_TRUNC" in args or "O_EXCL" in args or call == "creat":
-                head_of[path] = b""
-                first.pop(path, None)
+                fresh.add(path)
         elif call in ("rename", "renameat", "renameat2", "link", "linkat", "symlink", "symlinkat") and ok:
             opened.add(unescape(strings[-1]).decode())
         elif call in ("write", "pwrite64", "writev", "pwritev", "pwritev2") and ok:
             fd = _FD.match(args)
             path = unescape(fd.group(2)).decode() if fd else "?"
             written[path] += int(ret)
-            data = b"".join(unescape(s) for s in strings)
-            if path not in first:
-                first[path] = data[:64]
+            if path in fresh or path not in is_image:  # a stream's or a file's first bytes
+                fresh.discard(path)
+                head = b"".join(unescape(s) for s in strings)
+                is_image[path] = media_name(path) or media_kind(head) is not None
+            if is_image[path]:
+                image[path] += int(ret)
     return {"sockets": sockets, "ip": ip, "programs": programs, "opened": opened, "written": written,
-            "first": first}
+            "image": image}
 
 
 def main() -> int:
@@ -170,11 +173,8 @@ def main() -> int:
         decisions = sum(1 for ln in stdout.splitlines() if b'"event": "decision"' in ln)
         faces = sum(1 for ln in stdout.splitlines() if b'"event": "face"' in ln)
 
-        image_bytes = 0
+        image_bytes = sum(a["image"].values())
         media_paths = sorted(p for p in a["opened"] | set(a["written"]) if media_name(p))
-        for path, n in a["written"].items():
-            if media_name(path) or media_kind(a["first"].get(path, b"")):
-                image_bytes += n
         found = [f"stdout: {t}" for t in image_traces(stdout)] + [f"stderr: {t}" for t in image_traces(stderr)]
         for f in (p for p in state.rglob("*") if p.is_file()):
             found += [f"{f.name}: {t}" for t in image_traces(f.read_bytes())]
