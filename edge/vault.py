@@ -383,6 +383,7 @@ class Vault:
         self._dim = 0
         self._stamp: tuple | None = None
         self._gallery: tuple[list[str], np.ndarray] | None = None
+        self._gallery_until = float("inf")
         self._seen: dict[str, float] = {}   # last-seen times not yet written (see TOUCH_PERSIST_S)
         self.fault: str | None = None       # why the last reload failed (the gate then grants nobody)
 
@@ -545,6 +546,14 @@ class Vault:
         seen = self._seen.get(p.id, p.last_seen) or p.created
         return not (days and now - seen > days * DAY_S)
 
+    def _deadline(self, p: Person) -> float:
+        """When this person stops being let in (expiry or retention), or infinity."""
+        until = p.expires if p.expires is not None else float("inf")
+        if self.cfg.retention_days:
+            seen = self._seen.get(p.id, p.last_seen) or p.created
+            until = min(until, seen + self.cfg.retention_days * DAY_S)
+        return until
+
     def gallery(self) -> tuple[list[str], np.ndarray]:
         """(person id per row, N x dim float32 protected templates) of everyone allowed in now.
 
@@ -558,14 +567,16 @@ class Vault:
                 log.error("%s", e)
             self._records, self._gallery, self.fault = {}, None, str(e)
             self._stamp = self._file_stamp()
-        if self._gallery is None:
-            now = time.time()
+        now = time.time()
+        if self._gallery is None or now >= self._gallery_until:
             ids: list[str] = []
             rows = []
+            self._gallery_until = float("inf")   # the next expiry or retention deadline: rebuild then
             for r in self._records.values():
                 if self._active(r.person, now):
                     ids += [r.person.id] * len(r.rows)
                     rows.append(r.rows)
+                    self._gallery_until = min(self._gallery_until, self._deadline(r.person))
             matrix = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, self._dim), np.float32)
             self._gallery = (ids, matrix)
         return self._gallery

@@ -268,6 +268,15 @@ def test_retention_and_expiry(state: Path, rng: np.random.Generator) -> None:
     assert [p.id for p in Vault.open(state, VaultConfig(retention_days=30), device_id=BOARD).people()] == [keep]
 
 
+def test_running_gate_stops_letting_in_at_expiry(state: Path, rng: np.random.Generator) -> None:
+    v = Vault.open(state, device_id=BOARD)
+    pid = v.add("temp worker", list(unit(rng, 2)), "contract 12", expires=time.time() + 0.5)
+    first = v.gallery()
+    assert first[0] == [pid, pid] and v.gallery() is first     # cached while nothing changes
+    time.sleep(0.6)
+    assert v.gallery()[0] == []
+
+
 def test_touch_writes_at_most_twice_a_day(vault: Vault, state: Path) -> None:
     pid = vault.find("bob").id
     t0 = time.time()
