@@ -1,25 +1,48 @@
-"""The gate: frames in, decisions out.
+"""The gate: one approach at a time, from a face in view to a decision and the door.
 
-Foundation stage: the replay loop that turns a recording into per-frame ``face`` events. The
-decision state machine (tracking -> challenge -> verify -> unlock -> cooldown) builds on this loop.
+    idle -> tracking -> challenge -> verify -> unlock -> cooldown -> idle
+                 \\____________\\_________\\___> denied -> cooldown (-> lockout after repeated failures)
+
+- tracking: one face, near and frontal enough ("one at a time" when a second face is as near);
+  its embedding is taken over a few good frames *before* the challenge.
+- challenge: the randomised liveness challenge (edge.liveness) on the same, continuous face.
+- verify: embeddings over a few good frames *after* the challenge; they must agree with the ones
+  from before (the face that answered is the face that matched), then 1:N search, score-fused.
+- unlock: the relay pulses; cooldown keeps the same person from triggering twice.
+
+Every decision is an event with a reason a technician can read; any exception inside a loop turn
+becomes a denial with the door locked. Time is the frame's own clock, so a replay behaves as live.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
+from edge.errors import MaskgateError
+from edge.match import Gallery, Match, cosine, decide
 from edge.vision import geometry
 from edge.vision.landmarks import Face, Landmarker
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
+
+# A second face this large (relative area) beside the nearest one means two people at the gate.
+SECOND_FACE_RATIO = 0.35
+# Frontal enough to start an approach and to take an embedding.
+MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
+# Frames of patience while collecting embeddings before giving up on an approach.
+COLLECT_PATIENCE = 45
 
 
 def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
@@ -33,24 +56,376 @@ def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
             "pupil_distance": round(geometry.pupil_distance(face.landmarks), 1)}
 
 
+@dataclass
+class _Approach:
+    """What the gate knows about the person in front of it during one approach."""
+
+    started: float
+    before: list[np.ndarray] = field(default_factory=list)
+    after: list[np.ndarray] = field(default_factory=list)
+    waited: int = 0
+    steps: list[str] = field(default_factory=list)
+    session: Any = None
+
+
+class Gate:
+    """The decision state machine; feed it every frame with the faces found in it."""
+
+    def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
+                 challenges: list[str] | None = None, fault: str | None = None,
+                 rng: random.Random | None = None, prompter: Any = None) -> None:
+        self.cfg = cfg
+        self.vault = vault          # None when it could not be opened (``fault`` says why)
+        self.embedder = embedder    # None when the model could not be loaded
+        self.door = door
+        self.audit = audit
+        self._emit = emit
+        self.fixed_challenges = challenges
+        self.fault = fault
+        self.rng = rng or random.SystemRandom()
+        self.prompter = prompter
+        self.threshold = cfg.match.threshold or float(getattr(embedder, "threshold", 1.0))
+        self.state = "idle"
+        self.now = 0.0  # the current frame's time, for events raised from inside a stage
+        self._approach: _Approach | None = None
+        self._until = 0.0  # end of cooldown / lockout
+        self._failures = 0
+        self._last_steps: list[str] | None = None
+        self._gallery_src: Any = None
+        self._gallery = Gallery([], np.zeros((0, 1), np.float32))
+        self.decisions: list[dict[str, Any]] = []
+
+    # ---- events ----
+    def emit(self, t: float, event: str, **fields: Any) -> None:
+        line = {"t": round(t, 3), "event": event, **fields}
+        self._emit(line)
+        # Door events reach the audit log from the door itself (service.audit_door_events).
+        if self.audit is not None and event in ("decision", "alarm", "error", "liveness"):
+            try:
+                self.audit.append(event, **{k: v for k, v in fields.items() if k != "t"})
+            except MaskgateError as e:  # the gate keeps deciding even when the log cannot be written
+                log.error("audit log: %s", e)
+
+    # ---- the loop turn ----
+    def process(self, frame: Frame, faces: list[Face]) -> None:
+        """One frame. Never raises: a fault in any stage denies this approach and keeps the door locked."""
+        self.now = frame.t
+        try:
+            self._step(frame, faces)
+        except Exception as e:  # fail secure: whatever broke, nobody gets in on it
+            log.exception("gate loop turn failed")
+            self._lock_quietly()
+            reason = f"internal error: {type(e).__name__}"
+            self.emit(frame.t, "error", reason=reason)
+            if self._approach is not None:
+                self._deny(frame.t, reason, count=False)
+
+    def _step(self, frame: Frame, faces: list[Face]) -> None:
+        t = frame.t
+        if self.state in ("cooldown", "lockout"):
+            if t < self._until:
+                return
+            if self.state == "lockout":
+                self.emit(t, "alarm", kind="lockout_end")
+            self.state = "idle"
+        face = self._the_face(t, faces)
+        if self.state == "idle":
+            if face is None or not self._near_and_frontal(face):
+                return
+            self._approach = _Approach(started=t)
+            self.state = "tracking"
+            self.emit(t, "tracking")
+            if self.fault or self.embedder is None:  # nobody gets in on a broken install
+                return self._deny(t, f"gate fault: {self.fault or 'no embedder'}", count=False)
+        assert self._approach is not None
+        a = self._approach
+        if self.state == "tracking":
+            if face is None:
+                return self._abandon(t, "face left before the challenge")
+            self._collect(frame, face, a.before, a)
+            if len(a.before) >= self.cfg.match.frames:
+                self._start_challenge(t, a)
+            return
+        if self.state == "challenge":
+            verdict = a.session.update(frame, faces)
+            if verdict is None:
+                return
+            self.emit(t, "liveness", passed=verdict.passed, step=verdict.step, reason=verdict.reason,
+                      elapsed_s=round(verdict.elapsed_s, 3))
+            if not verdict.passed:
+                return self._deny(t, f"liveness: {verdict.reason}")
+            self.state = "verify"
+            a.waited = 0
+            return
+        if self.state == "verify":
+            if face is None:
+                return self._deny(t, "face lost after the challenge")
+            self._collect(frame, face, a.after, a)
+            if len(a.after) >= self.cfg.match.frames:
+                self._verify(t, a)
+
+    # ---- stages ----
+    def _the_face(self, t: float, faces: list[Face]) -> Face | None:
+        """The one face the gate serves, or None (nobody, or two people at once)."""
+        if not faces:
+            return None
+        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+            if self.state in ("tracking", "challenge", "verify"):
+                self._deny(t, "two faces: one person at a time")
+            return None
+        return faces[0]
+
+    def _near_and_frontal(self, face: Face) -> bool:
+        if geometry.pupil_distance(face.landmarks) < self.cfg.vision.min_pupil_distance_px:
+            return False
+        pose = geometry.head_pose(face.landmarks)
+        return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
+
+    def _collect(self, frame: Frame, face: Face, into: list[np.ndarray], a: _Approach) -> None:
+        """Add this frame's embedding when the face is good enough; give up after a while."""
+        a.waited += 1
+        if a.waited > COLLECT_PATIENCE:
+            return self._deny(frame.t, "face never steady, near and frontal enough to recognise")
+        if not self._near_and_frontal(face):
+            return
+        ear = min(geometry.ears(face.landmarks))
+        if ear < 0.15:  # eyes shut: the eye region says little
+            return
+        vec = self.embedder.embed_face(frame.image, face)
+        if vec is not None:
+            into.append(self.vault.protect(vec) if self.vault is not None else vec)
+
+    def _start_challenge(self, t: float, a: _Approach) -> None:
+        from edge import liveness
+
+        a.steps = list(self.fixed_challenges) if self.fixed_challenges else \
+            liveness.draw_sequence(self.cfg.liveness, self.rng, self._last_steps)
+        self._last_steps = a.steps
+        self.state = "challenge"
+        self.emit(t, "challenge", steps=a.steps)
+        a.session = liveness.ChallengeSession(a.steps, self.cfg.liveness,
+                                              prompter=_EventPrompter(self, self.prompter))
+
+    def _current_gallery(self) -> Gallery:
+        """The vault's templates as a search index, rebuilt only when the vault changed."""
+        if self.vault is None:
+            return self._gallery
+        src = self.vault.gallery()  # re-reads the file when the CLI changed it
+        if src is not self._gallery_src:
+            self._gallery_src = src
+            self._gallery = Gallery(*src)
+        return self._gallery
+
+    def _verify(self, t: float, a: _Approach) -> None:
+        gallery = self._current_gallery()
+        fault = getattr(self.vault, "fault", None)
+        if fault:
+            return self._deny(t, f"template vault unreadable: {fault}")
+        before = np.mean(a.before, axis=0)
+        after = np.mean(a.after, axis=0)
+        same = cosine(before, after)
+        if same < self.threshold:
+            return self._deny(t, f"the face after the challenge is not the one before it ({same:.2f})")
+        match: Match = gallery.search(np.stack(a.before + a.after))
+        self.emit(t, "match", who=self._name(match.person), score=round(match.score, 3),
+                  runner_up=round(match.runner_up, 3))
+        if not decide(match, self.threshold):
+            why = "no one enrolled" if match.person is None else "not recognised"
+            return self._deny(t, why, score=match.score)
+        self._grant(t, match)
+
+    # ---- outcomes ----
+    def _name(self, person: str | None) -> str | None:
+        if person is None or self.vault is None:
+            return person
+        try:
+            return self.vault.name_of(person) or person
+        except Exception:
+            return person
+
+    def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str) -> None:
+        d = {"granted": granted, "who": who, "score": None if score is None else round(score, 3),
+             "reason": reason}
+        self.decisions.append({"t": t, **d})
+        self.emit(t, "decision", **d)
+
+    def _grant(self, t: float, match: Match) -> None:
+        who = self._name(match.person)
+        self._decision(t, True, who, match.score, "recognised and live")
+        self._failures = 0
+        if self.vault is not None and match.person is not None:
+            try:
+                self.vault.touch(match.person)
+            except Exception as e:  # a last-seen time is not worth a locked-out resident
+                log.warning("vault: could not record last-seen time: %s", e)
+        self.door.grant()
+        self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
+        self._end(t, "cooldown", self.cfg.gate.cooldown_s)
+
+    def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True) -> None:
+        self._lock_quietly()
+        self._decision(t, False, None, score, reason)
+        if count:
+            self._failures += 1
+        if self._failures >= self.cfg.gate.max_failures:
+            self.emit(t, "alarm", kind="lockout", failures=self._failures, seconds=self.cfg.gate.lockout_s)
+            self._failures = 0
+            return self._end(t, "lockout", self.cfg.gate.lockout_s)
+        self._end(t, "cooldown", self.cfg.gate.cooldown_s)
+
+    def _abandon(self, t: float, reason: str) -> None:
+        """The person walked away before anything was asked: no decision, no failure."""
+        log.info("approach abandoned: %s", reason)
+        self._approach = None
+        self.state = "idle"
+
+    def _end(self, t: float, state: str, seconds: float) -> None:
+        self._approach = None
+        self.state = state
+        self._until = t + seconds
+
+    def _lock_quietly(self) -> None:
+        try:
+            self.door.lock()
+        except Exception:
+            log.exception("could not lock the door")
+
+    def close(self) -> None:
+        self._lock_quietly()
+
+
+class _EventPrompter:
+    """Prompts as ``challenge`` event lines, passed on to the gate's own prompter (screen, LED, log)."""
+
+    def __init__(self, gate: Gate, inner: Any = None) -> None:
+        self.gate = gate
+        self.inner = inner
+
+    def show(self, step: str | None) -> None:
+        if step is not None:
+            self.gate.emit(self.gate.now, "challenge", step=step)
+        if self.inner is not None:
+            self.inner.show(step)
+
+    def close(self) -> None:
+        if self.inner is not None:
+            self.inner.show(None)
+
+
+# ---- wiring for the daemon, replay and demo ----
+
+def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenges: list[str] | None = None,
+          prompter: Any = None) -> Gate:
+    """A gate on the state directory's vault and the installed model.
+
+    A model that will not load or a vault that will not open does not stop the gate: it runs, says
+    why on every approach, and grants nobody (the exit button and alternative entry still work), and
+    the vault file is left exactly as it was.
+    """
+    from edge.embed import Embedder
+    from edge.vault import Vault
+
+    faults = []
+    embedder = vault = None
+    try:
+        embedder = Embedder(cfg.embed)
+    except MaskgateError as e:
+        faults.append(str(e))
+    try:
+        vault = Vault.open(state, cfg.vault)
+    except MaskgateError as e:
+        faults.append(str(e))
+    for f in faults:
+        log.error("%s", f)
+        emit({"t": 0.0, "event": "error", "reason": f})
+    return Gate(cfg, vault, embedder, door, audit, emit, challenges=challenges,
+                fault="; ".join(faults) or None, prompter=prompter)
+
+
+def _human(ev: dict[str, Any]) -> str:
+    """An event as a line for a person reading the terminal."""
+    t = f"{ev['t']:7.2f}s"
+    if ev["event"] == "decision":
+        if ev["granted"]:
+            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']})"
+        score = "" if ev["score"] is None else f" (score {ev['score']})"
+        return f"{t} access denied: {ev['reason']}{score}"
+    rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
+    return f"{t} {ev['event']} {rest}".rstrip()
+
+
+def printer(out: Any) -> Emit:
+    """Every event as a JSON line, or, for people, everything but the per-frame face lines."""
+    def emit(ev: dict[str, Any]) -> None:
+        if out.json:
+            out.event(ev)
+        elif ev["event"] != "face":
+            out.text(_human(ev))
+    return emit
+
+
 def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None) -> int:
-    """Run the gate over a recording as fast as it decodes, printing event lines."""
+    """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
+
+    Exit 1 when the recording ended in denials only (access denied), else 0.
+    """
+    from edge.config import replace
+    from edge.door import open_door
+
+    from edge.audit import AuditLog
+    from edge.config import replace
+    from edge.door import open_door
+    from edge.service import audit_door_events
+
     source = ReplaySource(video, realtime=False)
-    n = 0
-    with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                    min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
-        for frame in frames(source):
-            faces = lm.detect(frame.image)
-            if faces:
-                n += 1
-                ev = face_event(frame, faces[0], len(faces))
-                out.event(ev, f"{ev['t']:7.2f}s face yaw={ev['yaw']:+.0f} pitch={ev['pitch']:+.0f} "
-                              f"ear={ev['ear_left']:.2f}/{ev['ear_right']:.2f} faces={ev['faces']}")
-    log.info("%s: %d frames with a face", video, n)
-    return 0
+    state.mkdir(parents=True, exist_ok=True)
+    emit = printer(out)
+    audit = AuditLog(state, cfg.audit)
+    door = open_door(replace(cfg, "door", backend="mock").door)
+    audit_door_events(door, audit)
+    gate = build(cfg, state, door, audit, emit, challenges=challenges)
+    try:
+        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
+                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+            for frame in frames(source):
+                faces = lm.detect(frame.image)
+                if faces:
+                    emit(face_event(frame, faces[0], len(faces)))
+                gate.process(frame, faces)
+    finally:
+        gate.close()
+        door.close()
+    if not gate.decisions:
+        out.text("no decision: nobody completed an approach in this recording")
+        return 0
+    return 0 if any(d["granted"] for d in gate.decisions) else 1
 
 
 def demo(cfg: Config, out: Any) -> int:
-    """The whole gate on the bundled clip with a temporary state directory."""
-    with tempfile.TemporaryDirectory(prefix="maskgate-demo-") as state:
-        return replay(Path(demo_clip()), cfg, Path(state), out, challenges=["blink"])
+    """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink)."""
+    from edge import enroll
+
+    with tempfile.TemporaryDirectory(prefix="maskgate-demo-") as tmp:
+        state = Path(tmp)
+        enroll_dir = Path(demo_clip()).parent / "enroll"
+        out.text(f"demo: enrolling the demo person from {len(list(enroll_dir.glob('*.jpg')))} bundled frames")
+        enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
+                          state, _Quiet(out), operator="maskgate demo")
+        out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
+        rc = replay(Path(demo_clip()), cfg, state, out, challenges=["blink"])
+        return 0 if rc in (0, 1) else rc
+
+
+class _Quiet:
+    """An output that keeps enrolment's own lines out of the demo's event stream."""
+
+    def __init__(self, out: Any) -> None:
+        self.json = out.json
+        self._out = out
+
+    def event(self, obj: dict[str, Any], text: str | None = None) -> None:
+        if not self.json:
+            self._out.text(text if text is not None else str(obj))
+
+    def text(self, line: str) -> None:
+        self._out.text(line)

@@ -138,21 +138,18 @@ def _install_privacy() -> None:
 
 def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
                emit: Callable[[dict[str, Any]], None]) -> Any:
-    """The decision engine, or None (door kept locked) when it cannot be built; says why."""
-    try:
-        from edge.gate import Gate
-    except ImportError:
-        Gate = None
-    if Gate is None:
-        reason = "edge.gate.Gate is not available"
-    else:
-        try:
-            from edge.embed import Embedder
-            from edge.vault import Vault
+    """The decision engine, or None (door kept locked) when it cannot be built; says why.
 
-            return Gate(cfg, Vault.open(state, cfg.vault), Embedder(cfg.embed), door, audit, emit)
-        except (MaskgateError, ImportError) as e:
-            reason = str(e)
+    A missing model or a damaged vault still gives a gate: it runs and grants nobody, saying why
+    on every approach (edge.gate.build). None only when the gate itself cannot be made.
+    """
+    try:
+        from edge import gate
+        from edge.liveness import make_prompter
+
+        return gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg))
+    except (MaskgateError, ImportError) as e:
+        reason = str(e)
     log.error("no decisions: %s; the door stays locked (exit button and alternative entry still work)",
               reason)
     audit.append("service", action="degraded", reason=reason[:200])

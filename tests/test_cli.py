@@ -5,9 +5,9 @@ from __future__ import annotations
 from conftest import FIXTURES, maskgate
 
 
-def test_replay_prints_face_events() -> None:
-    r = maskgate("replay", FIXTURES / "d19.mp4", "--json")
-    assert r.returncode == 0, r.stderr
+def test_replay_prints_face_events(state) -> None:
+    r = maskgate("replay", FIXTURES / "d19.mp4", "--json", "--state", state)
+    assert r.returncode == 1, r.stderr  # nobody is enrolled in a new state dir: access denied
     faces = [e for e in r.json_lines() if e["event"] == "face"]
     assert len(faces) >= 200
     e = faces[0]
