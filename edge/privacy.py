@@ -145,9 +145,25 @@ _ANYWHERE = (b"\xff\xd8\xff\xe0", b"\xff\xd8\xff\xe1", b"\xff\xd8\xff\xdb", b"JF
              rb"\xff\xd8\xff", rb"\x89PNG", rb"\x93NUMPY", b"/9j/4AAQSkZJRg", b"/9j/4QA", b"/9j/2wBD",
              b"iVBORw0KGgo", b"R0lGODlh", b"R0lGODdh", b"k05VTVBZ")
 # A run of numbers (an image or an embedding printed as text) or of escaped bytes, longer than any
-# log line has a reason to hold.
-_NUMBER_RUN = re.compile(rb"(?:[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?[\s,;\[\]()]+){%d,}" % MAX_LOGGED_ELEMENTS)
-_BYTES_RUN = re.compile(rb"(?:\\x[0-9a-fA-F]{2}){%d,}" % MAX_LOGGED_ELEMENTS)
+# log line has a reason to hold. Tokens are scanned once, left to right: linear in the data.
+_TOKEN = re.compile(rb"[^\s,;\[\]()]+")
+_NUMBER = re.compile(rb"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
+_ESCAPES = re.compile(rb"(?:\\x[0-9a-fA-F]{2})+")
+
+
+def _number_run(data: bytes) -> int | None:
+    """Where the first run of MAX_LOGGED_ELEMENTS+ numbers starts, or None."""
+    run, start = 0, 0
+    for m in _TOKEN.finditer(data):
+        if _NUMBER.fullmatch(m.group()):
+            if run == 0:
+                start = m.start()
+            run += 1
+            if run >= MAX_LOGGED_ELEMENTS:
+                return start
+        else:
+            run = 0
+    return None
 
 
 def image_traces(data: bytes) -> list[str]:
@@ -160,10 +176,13 @@ def image_traces(data: bytes) -> list[str]:
     if kind:
         found.append(f"{kind} magic number at the start")
     found += [f"{sig!r} at byte {data.find(sig)}" for sig in _ANYWHERE if sig in data]
-    for pattern, what in ((_NUMBER_RUN, "numbers"), (_BYTES_RUN, "escaped bytes")):
-        m = pattern.search(data)
-        if m:
-            found.append(f"a run of {MAX_LOGGED_ELEMENTS}+ {what} at byte {m.start()}: {m.group()[:60]!r}...")
+    at = _number_run(data)
+    if at is not None:
+        found.append(f"a run of {MAX_LOGGED_ELEMENTS}+ numbers at byte {at}: {data[at:at + 60]!r}...")
+    for m in _ESCAPES.finditer(data):
+        if len(m.group()) >= 4 * MAX_LOGGED_ELEMENTS:
+            found.append(f"a run of {MAX_LOGGED_ELEMENTS}+ escaped bytes at byte {m.start()}: {m.group()[:60]!r}...")
+            break
     return found
 
 
