@@ -81,6 +81,20 @@ def build_video(path: Path, minutes: float) -> int:
     return n
 
 
+def model_line() -> str:
+    """Which embedder the gate ran with (``$MASKGATE_MODELS`` or ``models/``), by file and sha256."""
+    import tomllib
+
+    from edge.embed import models_dir
+
+    manifest = models_dir() / "manifest.toml"
+    if not manifest.exists():
+        return f"none ({manifest} missing: every approach is denied as a gate fault)"
+    m = tomllib.loads(manifest.read_text())
+    spec = m["models"][m["default"]]
+    return f"{models_dir() / spec['file']} (sha256 {spec['sha256'][:12]}...)"
+
+
 def unescape(s: str) -> bytes:
     return codecs.escape_decode(s.encode("latin-1", "backslashreplace"))[0]
 
@@ -188,6 +202,7 @@ def main() -> int:
               f"strace {subprocess.run([strace, '-V'], capture_output=True, text=True).stdout.split()[3]}")
         print(f"footage: {video.name if args.video else 'bundled clips letterboxed and repeated'}"
               + (f", {frames} frames = {int(secs // 60)} min {secs % 60:.0f} s at {FPS:.0f} fps" if secs else ""))
+        print(f"model: {model_line()}")
         print(f"state: {enrolled}; replay exit {rc}, {wall / 60:.1f} min wall; "
               f"{faces} face events, {decisions} decisions")
         print(f"IP sockets created: {ip_sockets}")
