@@ -237,7 +237,8 @@ def strace_cmd() -> str:
     return exe
 
 
-def traced_maskgate(out: Path, *args: str, env: dict | None = None, timeout: float = 600) -> tuple[subprocess.CompletedProcess, Trace]:
+def traced_maskgate(out: Path, *args: str, env: dict | None = None,
+                    timeout: float = 600) -> tuple[subprocess.CompletedProcess, Trace]:
     log = out / "strace.txt"
     cmd = [strace_cmd(), "-f", "--seccomp-bpf", "-y", "-qq", "-s", "256", "-e", f"trace={TRACED}", "-o", str(log),
            sys.executable, "-m", "edge.cli", *args]
