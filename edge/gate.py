@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -93,7 +94,8 @@ class Gate:
         self._last_steps: list[str] | None = None
         self._gallery_src: Any = None
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
-        self.decisions: list[dict[str, Any]] = []
+        # The latest decisions (replay's exit status, tests); bounded for a daemon that runs for months.
+        self.decisions: deque[dict[str, Any]] = deque(maxlen=64)
 
     # ---- events ----
     def emit(self, t: float, event: str, **fields: Any) -> None:
@@ -129,6 +131,8 @@ class Gate:
                 self.emit(t, "alarm", kind="lockout_end")
             self.state = "idle"
         face = self._the_face(t, faces)
+        if self.state in ("cooldown", "lockout"):  # a second face just ended the approach
+            return
         if self.state == "idle":
             if face is None or not self._near_and_frontal(face):
                 return
