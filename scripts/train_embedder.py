@@ -7,7 +7,7 @@ One command (in the training venv: ``pip install -e .[train]``, see models/MODEL
 does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
-3. training: a small MobileFaceNet-like CNN, 128-D, distilled from dlib's full-face descriptor of the
+3. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from dlib's full-face descriptor of the
    *unmasked* image (cosine) plus a CosFace identity margin loss;
 4. export to TFLite float32 and int8 (representative eye crops), the TFLite-vs-Keras agreement check;
 5. the threshold at FAR 1e-3 on the development people (LFW View 2 fold 5, never trained on);
@@ -110,34 +110,24 @@ def teacher_targets(data: Path, rels: list[str]) -> tuple[np.ndarray, np.ndarray
 # ---------------------------------------------------------------- model
 
 def build_model(tf, keras):  # noqa: ANN001
-    """MobileFaceNet-like: depthwise-separable inverted residuals, global depthwise pooling, 128-D."""
+    """A small plain CNN (3x3 convs, residual where shapes allow), global depthwise pooling, 128-D.
+
+    Plain convolutions rather than MobileFaceNet's depthwise-separable blocks: on the two-core
+    training machine TensorFlow ran them 2.6x faster per step (1.6 s vs 4.3 s a batch of 256), and on
+    a Pi the whole network is still only about 20 M multiply-adds.
+    """
     L = keras.layers
 
-    def conv_bn(x, ch, k=3, s=1, act=True, dw=False):
-        if dw:
-            x = L.DepthwiseConv2D(k, s, padding="same", use_bias=False)(x)
-        else:
-            x = L.Conv2D(ch, k, s, padding="same", use_bias=False)(x)
+    def conv_bn(x, ch, k=3, s=1):
+        x = L.Conv2D(ch, k, s, padding="same", use_bias=False)(x)
         x = L.BatchNormalization()(x)
-        return L.PReLU(shared_axes=[1, 2])(x) if act else x
-
-    def block(x, ch, s, expand=2):
-        y = conv_bn(x, x.shape[-1] * expand, 1)
-        y = conv_bn(y, None, 3, s, dw=True)
-        y = conv_bn(y, ch, 1, act=False)
-        return L.Add()([x, y]) if s == 1 and x.shape[-1] == ch else y
+        return L.ReLU()(x)
 
     inp = keras.Input((D.eyecrop.CROP_H, D.eyecrop.CROP_W, 3), name="eye_crop")
-    x = conv_bn(inp, 32, 3, 2)                  # 28 x 56
-    x = conv_bn(x, None, 3, 1, dw=True)
-    x = block(x, 48, 2)                         # 14 x 28
-    x = block(x, 48, 1)
-    x = block(x, 48, 1)
-    x = block(x, 96, 2, expand=3)               # 7 x 14
-    x = block(x, 96, 1)
-    x = block(x, 96, 1)
-    x = block(x, 128, 2, expand=3)              # 4 x 7
-    x = block(x, 128, 1)
+    x = inp
+    for ch, s in ((16, 2), (32, 2), (32, 1), (64, 2), (64, 1), (128, 2), (128, 1)):
+        y = conv_bn(x, ch, 3, s)                # 28x56, 14x28, 7x14, 4x7
+        x = L.Add()([x, y]) if s == 1 else y
     x = conv_bn(x, 256, 1)
     x = L.DepthwiseConv2D((x.shape[1], x.shape[2]), padding="valid", use_bias=False)(x)  # GDC
     x = L.BatchNormalization()(x)
@@ -154,14 +144,14 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
     import keras
 
     tf.random.set_seed(args.seed)
+    tf.config.threading.set_intra_op_parallelism_threads(args.workers)
+    tf.config.threading.set_inter_op_parallelism_threads(2)
     keras.utils.set_random_seed(args.seed)
     model = build_model(tf, keras)
     model.summary(print_fn=lambda s, **k: log.info(s))
     n_img, n_aug = X.shape[:2]
     steps_per_epoch = n_img * n_aug // args.batch
-    total = steps_per_epoch * args.epochs
-    sched = keras.optimizers.schedules.CosineDecay(args.lr, total, alpha=0.02, warmup_target=None)
-    opt = keras.optimizers.Adam(sched)
+    opt = keras.optimizers.Adam(args.lr)
     head = tf.Variable(tf.random.normal((EMB_DIM, n_classes), stddev=0.01, seed=args.seed), name="cosface")
     s_scale, margin = 30.0, 0.25
 
@@ -182,19 +172,38 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
 
     rng = np.random.default_rng(args.seed)
     t0 = time.time()
-    for epoch in range(args.epochs):
+    epochs, total, done = args.epochs, args.epochs * steps_per_epoch, 0
+    for epoch in range(10_000):
+        if epoch >= epochs:
+            break
         order = rng.permutation(n_img * n_aug)
         lcs, lds = [], []
         for b in range(steps_per_epoch):
+            # Linear warm-up over 200 steps, then cosine decay to 2% of the peak.
+            warm = min(1.0, (done + 1) / 200)
+            opt.learning_rate.assign(args.lr * warm * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * done / total))))
             idx = order[b * args.batch:(b + 1) * args.batch]
             ii, kk = idx // n_aug, idx % n_aug
             flip = rng.random(len(idx)) < 0.5   # mirrored training crops: more faces, same people
             lc, ld = step(tf.constant(X[ii, kk]), tf.constant(flip), tf.constant(T[ii]),
                           tf.constant(has_t[ii]), tf.constant(y[ii]))
             lcs.append(float(lc)), lds.append(float(ld))
-        msg = (f"epoch {epoch + 1}/{args.epochs}: cosface {np.mean(lcs):.3f} distill {np.mean(lds):.3f} "
+            done += 1
+            if epoch == 0 and b == 10:
+                t10 = time.time()   # the first steps include building the graph
+            if epoch == 0 and b == 40 and args.budget_min > 0:
+                per_step = (time.time() - t10) / 30
+                fit = max(1, int((args.budget_min * 60 - (time.time() - t0)) / (per_step * steps_per_epoch)))
+                if fit < epochs:
+                    epochs, total = fit, fit * steps_per_epoch
+                    log.info("%.2fs a step: %d epochs fit the %.0f-minute budget (reproduce exactly with "
+                             "--epochs %d --budget-min 0)", per_step, epochs, args.budget_min, epochs)
+            if b % 50 == 0:
+                log.info("  step %d/%d cosface %.3f distill %.3f (%.0fs)", b, steps_per_epoch,
+                         np.mean(lcs[-50:]), np.mean(lds[-50:]), time.time() - t0)
+        msg = (f"epoch {epoch + 1}/{epochs}: cosface {np.mean(lcs):.3f} distill {np.mean(lds):.3f} "
                f"({time.time() - t0:.0f}s)")
-        if dev is not None and (epoch % 3 == 2 or epoch == args.epochs - 1):
+        if dev is not None and (epoch % 2 == 1 or epoch == epochs - 1):
             g = embed_keras(model, dev["clean"])
             m = embed_keras(model, dev["masked"])
             r = summary(*cross_scores(m, g, dev["ids"]))
@@ -221,11 +230,14 @@ def export(model, out: Path, rep: np.ndarray) -> dict[str, Path]:  # noqa: ANN00
     inp = keras.Input(model.input_shape[1:], name="eye_crop")
     norm = keras.layers.UnitNormalization(name="l2")(model(inp, training=False))
     serving = keras.Model(inp, norm)
-    fn = tf.function(lambda x: serving(x, training=False),
-                     input_signature=[tf.TensorSpec((1,) + model.input_shape[1:], tf.float32)])
+    saved = out.parent / (out.name + ".savedmodel.tmp")
+    import shutil
+
+    shutil.rmtree(saved, ignore_errors=True)
+    serving.export(str(saved), format="tf_saved_model", verbose=False)
     files = {}
     for kind in ("float", "int8"):
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], serving)
+        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
         if kind == "int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
@@ -240,6 +252,7 @@ def export(model, out: Path, rep: np.ndarray) -> dict[str, Path]:  # noqa: ANN00
         path.write_bytes(conv.convert())
         files[kind] = path
         log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
+    shutil.rmtree(saved, ignore_errors=True)
     return files
 
 
@@ -274,14 +287,17 @@ def main() -> int:
                     help="cache for landmarks and crops (never inside the repository)")
     ap.add_argument("--runtime-python", default=str(ROOT / ".venv" / "bin" / "python"),
                     help="an interpreter with the gate installed (MediaPipe), for the landmarks")
-    ap.add_argument("--epochs", type=int, default=18)
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--budget-min", type=float, default=0.0,
+                    help="if > 0, fewer epochs when the measured speed would overrun this many minutes")
     ap.add_argument("--aug", type=int, default=8, help="augmented crops per training image (half masked)")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--distill", type=float, default=8.0, help="weight of the distillation loss")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-eval", action="store_true", help="skip the final evaluation report")
+    ap.add_argument("--from-keras", type=Path, help="export/calibrate/evaluate this trained .keras model")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     np.random.seed(args.seed)
@@ -322,8 +338,14 @@ def main() -> int:
     dev_ids = np.array([D.identity_of(lm["paths"][i]) for i in dev_idx])
     dev = {"clean": dev_clean, "masked": dev_masked, "ids": dev_ids}
 
-    model = train(args, X, T, has_t, y, len(people), dev)
-    model.save(args.work / "eye_embedder.keras")
+    if args.from_keras:
+        import keras
+
+        model = keras.models.load_model(args.from_keras)
+        log.info("skipping training: exporting %s", args.from_keras)
+    else:
+        model = train(args, X, T, has_t, y, len(people), dev)
+        model.save(args.work / "eye_embedder.keras")
 
     rep = X[np.random.default_rng(args.seed).choice(len(X), 300, replace=False), 0]
     files = export(model, args.out, rep)
