@@ -121,7 +121,7 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
 
 
 def _camera_config(tmp_path: Path, challenge: str) -> Path:
-    """The "camera" is the replay source on a real clip (d12 answers a blink, not a turn)."""
+    """The "camera" is the replay source on a real clip (d12 answers a blink; it turns left, never right)."""
     cfg = tmp_path / "camera.toml"
     cfg.write_text(f'[camera]\nsource = "replay"\npath = "{FIXTURES / "d12.mp4"}"\nrealtime = false\n'
                    f'[liveness]\nchallenges = ["{challenge}"]\nsteps = 1\n')
@@ -131,7 +131,7 @@ def _camera_config(tmp_path: Path, challenge: str) -> Path:
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
 def test_camera_enrolment_needs_liveness_first(state: Path, tmp_path: Path) -> None:
     r = maskgate("enroll", "Clip Person", "--from", "camera", "--consent", "form 7", "--json",
-                 "--config", _camera_config(tmp_path, "turn-left"), "--state", state, env=ENV)
+                 "--config", _camera_config(tmp_path, "turn-right"), "--state", state, env=ENV)
     assert r.returncode == 1 and r.json_lines()[-1]["enrolled"] is False
     assert "liveness failed" in r.json_lines()[-1]["reason"]
     r = maskgate("templates", "list", "--json", "--state", state, env=ENV)
