@@ -34,10 +34,14 @@ from edge.config import VaultConfig  # noqa: E402
 from edge.vault import Consent, Person, Vault, _Record  # noqa: E402
 
 
+THRESHOLD: list[float] = []  # the model's decision threshold, when a model is used
+
+
 def stats(name: str, s: np.ndarray) -> None:
     p = np.percentile(s, [1, 5, 50, 95, 99])
+    above = f" >=thr {np.mean(s >= THRESHOLD[0]) * 100:.2f}%" if THRESHOLD else ""
     print(f"{name:34s} n={len(s):7d} mean={s.mean():+.3f} sd={s.std():.3f} "
-          f"p1={p[0]:+.3f} p5={p[1]:+.3f} p50={p[2]:+.3f} p95={p[3]:+.3f} p99={p[4]:+.3f}")
+          f"p1={p[0]:+.3f} p5={p[1]:+.3f} p50={p[2]:+.3f} p95={p[3]:+.3f} p99={p[4]:+.3f}{above}")
 
 
 def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -63,7 +67,9 @@ def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray] | N
                 if v is not None:
                     vecs.append(np.asarray(v, np.float32))
                     labels.append(i)
-    print(f"# real embeddings: {len(vecs)} images of {len(people)} people from {data} (dim {emb.dim})")
+    THRESHOLD.append(float(emb.threshold))
+    print(f"# real embeddings: {len(vecs)} images of {len(people)} people from {data} (dim {emb.dim}, "
+          f"model {emb.spec.path.name}, threshold {emb.threshold:.3f})")
     return np.stack(vecs), np.array(labels)
 
 
