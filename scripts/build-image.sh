@@ -56,11 +56,10 @@ if [ "$rebuild_base" = 1 ] || [ "$(cat "$base.key" 2>/dev/null)" != "$base_key" 
   # label, so the same image boots on any SD card reader, and under qemu as /dev/vda2.
   mmdebstrap --mode=root --variant=minbase --architectures=arm64 \
     --components=main,non-free-firmware --include="$packages" \
-    --setup-hook='mkdir -p "$1/etc/default" "$1/etc/initramfs-tools/conf.d"' \
-    --setup-hook='printf "%s\n" "ROOTPART=LABEL=RASPIROOT" "CONSOLES=\"tty0 ttyS1,115200\"" > "$1/etc/default/raspi-firmware"' \
     --essential-hook='chroot "$1" dpkg-divert --quiet --local --rename --add /usr/sbin/update-initramfs' \
     --essential-hook='printf "#!/bin/sh\necho update-initramfs: deferred by build-image.sh >&2\n" > "$1/usr/sbin/update-initramfs"; chmod 755 "$1/usr/sbin/update-initramfs"' \
     --customize-hook='rm "$1/usr/sbin/update-initramfs"; chroot "$1" dpkg-divert --quiet --local --rename --remove /usr/sbin/update-initramfs' \
+    --customize-hook='sed -i -e "s|^#ROOTPART=.*|ROOTPART=LABEL=RASPIROOT|" -e "s|^#CONSOLES=.*|CONSOLES=\"tty0 ttyS1,115200\"|" "$1/etc/default/raspi-firmware"' \
     --customize-hook='chroot "$1" update-initramfs -c -k all' \
     --customize-hook='chroot "$1" apt-get clean; rm -rf "$1"/var/lib/apt/lists/*' \
     "$suite" "$base" "$mirror"
@@ -127,7 +126,12 @@ fw="$out/firmware"
 rm -rf "$fw" && mkdir -p "$fw"
 cp -a "$root/boot/firmware/." "$fw/"
 rm -rf "$root/boot/firmware" && install -d -m 700 "$root/boot/firmware"
-[ -f "$fw/config.txt" ] && [ -f "$fw/cmdline.txt" ] || { echo "build-image.sh: raspi-firmware did not write config.txt/cmdline.txt" >&2; exit 1; }
+if [ ! -f "$fw/config.txt" ] || [ ! -f "$fw/cmdline.txt" ]; then
+  echo "build-image.sh: raspi-firmware did not write config.txt/cmdline.txt" >&2; exit 1
+fi
+# raspi-firmware's hook leaves cma= out only when it runs on a Pi 4 (cma=64M can stop a Pi 4 from
+# booting); built in a chroot it cannot tell, so leave it out for every board (the kernel's default).
+sed -i 's/ cma=[^ ]*//' "$fw/cmdline.txt"
 kver=$(basename "$(ls -1 "$root"/boot/vmlinuz-* | sort -V | tail -1)" | sed 's/^vmlinuz-//')
 cp "$root/boot/vmlinuz-$kver" "$out/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$out/initrd.img"
