@@ -1,6 +1,7 @@
 """Train the eye-region embedder from scratch, export it to TFLite, calibrate it, evaluate it.
 
-One command (in the training venv: ``pip install -e .[train]``, see models/MODEL_CARD.md):
+One command, in a training venv of its own (the packages of pyproject's ``train`` extra; see
+models/MODEL_CARD.md), with the gate's ``.venv`` present for the MediaPipe step:
 
     python scripts/train_embedder.py --data ../shared/data --out models/
 
@@ -287,7 +288,7 @@ def main() -> int:
                     help="cache for landmarks and crops (never inside the repository)")
     ap.add_argument("--runtime-python", default=str(ROOT / ".venv" / "bin" / "python"),
                     help="an interpreter with the gate installed (MediaPipe), for the landmarks")
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--budget-min", type=float, default=0.0,
                     help="if > 0, fewer epochs when the measured speed would overrun this many minutes")
     ap.add_argument("--aug", type=int, default=8, help="augmented crops per training image (half masked)")
