@@ -66,6 +66,23 @@ def test_same_person_above_threshold_different_people_below(vectors):
                 assert float(a @ b) < e.threshold, (x, y, float(a @ b), e.threshold)
 
 
+def test_masked_probe_matches_the_bare_enrolment(vectors):
+    """The gate's case: enrolled bare-faced, seen wearing a mask (drawn on; see fixtures/faces/README)."""
+    e, out = vectors
+    with Landmarker(max_faces=1, static=True) as lm:
+        probes = {}
+        for who in ("d10", "d12"):
+            im = rgb(FACES / f"{PEOPLE[who][1].stem}_masked.jpg")
+            faces = lm.detect(im)
+            assert faces, "MediaPipe must still find a masked face"
+            probes[who] = e.embed_face(im, faces[0])
+    for who, v in probes.items():
+        assert float(v @ out[who][0]) > e.threshold, who
+        for other in out:
+            if other != who:
+                assert all(float(v @ u) < e.threshold for u in out[other]), (who, other)
+
+
 def test_altered_model_file_is_refused(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(embed.models_dir(), models)
