@@ -225,35 +225,37 @@ def embed_keras(model, crops: np.ndarray) -> np.ndarray:  # noqa: ANN001
 # ---------------------------------------------------------------- export
 
 def export(model, out: Path, rep: np.ndarray) -> dict[str, Path]:  # noqa: ANN001
+    """TFLite float32 and int8 (integer weights and activations, float input/output) of the model
+    with an L2-normalisation on top, via a SavedModel (converting a concrete function directly
+    leaves resource variables that int8 calibration cannot read)."""
+    import tempfile
+
     import tensorflow as tf
     import keras
 
     inp = keras.Input(model.input_shape[1:], name="eye_crop")
     norm = keras.layers.UnitNormalization(name="l2")(model(inp, training=False))
     serving = keras.Model(inp, norm)
-    saved = out.parent / (out.name + ".savedmodel.tmp")
-    import shutil
-
-    shutil.rmtree(saved, ignore_errors=True)
-    serving.export(str(saved), format="tf_saved_model", verbose=False)
     files = {}
-    for kind in ("float", "int8"):
-        conv = tf.lite.TFLiteConverter.from_saved_model(str(saved))
-        if kind == "int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = str(Path(tmp) / "saved_model")
+        serving.export(saved, format="tf_saved_model", verbose=False)
+        for kind in ("float", "int8"):
+            conv = tf.lite.TFLiteConverter.from_saved_model(saved)
+            if kind == "int8":
+                conv.optimizations = [tf.lite.Optimize.DEFAULT]
 
-            def gen():
-                for c in rep:
-                    yield [((c[None].astype(np.float32) - MEAN) / STD)]
-            conv.representative_dataset = gen
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            conv.inference_input_type = tf.float32
-            conv.inference_output_type = tf.float32
-        path = out / f"eye_embedder_{kind}.tflite"
-        path.write_bytes(conv.convert())
-        files[kind] = path
-        log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
-    shutil.rmtree(saved, ignore_errors=True)
+                def gen():
+                    for c in rep:
+                        yield [((c[None].astype(np.float32) - MEAN) / STD)]
+                conv.representative_dataset = gen
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+                conv.inference_input_type = tf.float32
+                conv.inference_output_type = tf.float32
+            path = out / f"eye_embedder_{kind}.tflite"
+            path.write_bytes(conv.convert())
+            files[kind] = path
+            log.info("wrote %s (%.0f kB)", path, path.stat().st_size / 1024)
     return files
 
 
