@@ -63,7 +63,10 @@ check() {  # name, then a command that must succeed
   if "$@"; then say "ok   $name"; else say "FAIL $name"; fails=$((fails + 1)); fi
 }
 prop() { systemctl show -p "$2" --value "$1"; }
-say "uptime $(cut -d' ' -f1 /proc/uptime) s: system up, waiting for maskgate.service"
+# systemd.run= makes kernel-command-line.target the default target; start the normal one, which
+# brings up maskgate-firstboot.service and maskgate.service as on any boot.
+systemctl start --no-block multi-user.target
+say "uptime $(cut -d' ' -f1 /proc/uptime) s: multi-user.target started, waiting for maskgate.service"
 i=0
 while [ $i -lt 900 ]; do
   state=$(prop maskgate.service ActiveState)
