@@ -1,8 +1,8 @@
 """Per-stage timing and memory on recorded frames: the honest speed figures.
 
 Each stage is timed on its own over the same frames (decode, landmarks, geometry, eye crop,
-embedding, match against 10,000 templates), medians and 95th percentiles in milliseconds, then
-frames per second and the process's peak RSS. Later stages register here as they land.
+embedding, 1:N match against 10,000 templates or ``--templates N``), medians and 95th percentiles
+in milliseconds, then frames per second and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import resource
 import sys
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +44,8 @@ def rss_mb() -> float:
     return kb / 1024.0 if sys.platform != "darwin" else kb / 1024.0 / 1024.0
 
 
-MATCH_TEMPLATES = 10_000  # gallery size for the match stage: 2,000 people x 5 templates
+MATCH_TEMPLATES = 10_000  # default gallery size for the match stage: 2,000 people x 5 templates
+MAX_TEMPLATES = 1_000_000
 MATCH_PER_PERSON = 5
 MATCH_DIM = 128  # template length when no embedder is installed to say its own
 
@@ -71,6 +73,11 @@ def _embedder(cfg: Config) -> tuple[Any, str]:
         return None, str(e)
 
 
+def match_stage(n: int) -> str:
+    """The match stage's name for a gallery of ``n`` templates: match_10k, match_100k, match_2500."""
+    return f"match_{n // 1000}k" if n % 1000 == 0 else f"match_{n}"
+
+
 def table(rows: list[tuple[str, float, float, int]]) -> list[str]:
     """The stage figures as aligned text lines (stage, median, p95, samples)."""
     width = max([len("stage")] + [len(r[0]) for r in rows])
@@ -79,22 +86,29 @@ def table(rows: list[tuple[str, float, float, int]]) -> list[str]:
     return lines
 
 
-def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150) -> int:
+def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
+        templates: int = MATCH_TEMPLATES) -> int:
     """Time each stage over up to ``frames`` frames of the clip; one line per stage, then fps and RSS.
 
     ``frame`` is the whole loop turn (the sum of the stages on that frame); fps is 1000 / its median.
+    The match stage searches as the gate does at a decision: the last 2 x ``match.frames`` embeddings
+    together against a gallery of ``templates`` (5 per person), so its figure is the decision's cost.
     """
     if frames < 1:
         raise ConfigError(f"--frames must be at least 1, not {frames}")
+    if not 1 <= templates <= MAX_TEMPLATES:
+        raise ConfigError(f"--templates must be between 1 and {MAX_TEMPLATES:,}, not {templates}")
     source = ReplaySource(video or demo_clip(), realtime=False)
-    stages = ["decode", "landmarks", "geometry", "eyecrop", "embed", "match_10k"]
+    match_name = match_stage(templates)
+    stages = ["decode", "landmarks", "geometry", "eyecrop", "embed", match_name]
     times: dict[str, list[float]] = {name: [] for name in stages}
     total: list[float] = []
     embedder, why_not = _embedder(cfg)
     lm = Landmarker(cfg.vision.max_faces)
     dim = embedder.dim if embedder is not None else MATCH_DIM
-    gallery = synthetic_gallery(dim)
+    gallery = synthetic_gallery(dim, templates)
     probe = np.random.default_rng(1).standard_normal(dim).astype(np.float32)
+    recent: deque[np.ndarray] = deque([probe], maxlen=2 * cfg.match.frames)
     size = (0, 0)
     try:
         for _ in range(frames):
@@ -118,8 +132,10 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150) -> 
                     probe, ms = timed(lambda: embedder.embed_crop(crop))
                     times["embed"].append(ms)
                     spent += ms
-                _, ms = timed(lambda: gallery.search(probe))
-                times["match_10k"].append(ms)
+                    recent.append(probe)
+                probes = np.stack(recent)
+                _, ms = timed(lambda: gallery.search(probes))
+                times[match_name].append(ms)
                 spent += ms
             total.append(spent)
     finally:

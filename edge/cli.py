@@ -106,7 +106,8 @@ def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import bench
 
-    return bench.run(cfg, out, video=Path(args.video) if args.video else None, frames=args.frames)
+    return bench.run(cfg, out, video=Path(args.video) if args.video else None, frames=args.frames,
+                     templates=args.templates)
 
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -183,6 +184,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("bench", _cmd_bench, "per-stage timings on the bundled clip")
     sp.add_argument("--video", help="another recording instead of the bundled clip")
     sp.add_argument("--frames", type=int, default=150, help="frames to time (default 150)")
+    sp.add_argument("--templates", type=int, default=10_000,
+                    help="gallery size for the match stage (default 10000: 2,000 people x 5)")
     sp = add("preview", _cmd_preview, "camera positioning aid; nothing is saved")
     sp.add_argument("--text", action="store_true", help="terminal readout even when a display exists")
     return p

@@ -20,6 +20,7 @@ import numpy as np
 
 from edge.config import Config, EmbedConfig
 from edge.errors import MaskgateError, ModelError
+from edge.native import quiet_stderr
 from edge.vision import eyecrop
 
 if sys.version_info >= (3, 11):
@@ -91,8 +92,10 @@ def _interpreter(path: Path, threads: int) -> Any:
         except ImportError:
             raise ModelError("no TFLite runtime: install ai-edge-litert (or tflite-runtime); run scripts/setup.sh") from None
     try:
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        it.allocate_tensors()
+        with quiet_stderr():  # the runtime announces its XNNPACK delegate on fd 2
+            it = Interpreter(model_path=str(path), num_threads=threads)
+            it.allocate_tensors()
+            it.invoke()  # the delegate is applied on the first run: pay for it (and its chatter) here
     except (ValueError, RuntimeError) as e:
         raise ModelError(f"{path} cannot be loaded by the TFLite runtime ({e})") from None
     return it

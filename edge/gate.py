@@ -373,9 +373,6 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
 
     Exit 1 when the recording ended in denials only (access denied), else 0.
     """
-    from edge.config import replace
-    from edge.door import open_door
-
     from edge.audit import AuditLog
     from edge.config import replace
     from edge.door import open_door
@@ -406,9 +403,15 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
 
 
 def demo(cfg: Config, out: Any) -> int:
-    """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink)."""
-    from edge import enroll
+    """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink).
 
+    Exit 0 on the expected grant, 1 if the demo person was denied (then the install is not right).
+    """
+    from edge import enroll
+    from edge.config import replace
+
+    # The demo person walks through after the grant: one approach, not a second one on the same clip.
+    cfg = replace(cfg, "gate", cooldown_s=max(cfg.gate.cooldown_s, 60.0))
     with tempfile.TemporaryDirectory(prefix="maskgate-demo-") as tmp:
         state = Path(tmp)
         enroll_dir = Path(demo_clip()).parent / "enroll"
@@ -416,8 +419,7 @@ def demo(cfg: Config, out: Any) -> int:
         enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
                           state, _Quiet(out), operator="maskgate demo")
         out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
-        rc = replay(Path(demo_clip()), cfg, state, out, challenges=["blink"])
-        return 0 if rc in (0, 1) else rc
+        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"])
 
 
 class _Quiet:

@@ -61,13 +61,14 @@ class Gallery:
         """The best person for one probe or several frames' probes.
 
         Scores are fused per template (the mean over frames), then each person counts by their best
-        template: max over templates of the mean over frames. Two passes over N scores, no per-person
-        reduction, so 100k templates cost one matrix product and two scans.
+        template: max over templates of the mean over frames. The mean commutes with the dot product, so
+        any number of frames costs one matrix-vector product and two scans over N scores.
         """
         if not self.people:
             return Match(None, 0.0, 0.0)
         probes = _normalise(np.atleast_2d(np.asarray(probes, dtype=np.float32)))
-        fused = (probes @ self._matrix_t).mean(axis=0)
+        # mean over frames of (probe . template) == (mean probe) . template: one product, not one a frame.
+        fused = probes.mean(axis=0) @ self._matrix_t
         best_row = int(np.argmax(fused))
         who = int(np.searchsorted(self._starts, best_row, side="right") - 1)
         start = self._starts[who]

@@ -61,3 +61,12 @@ def test_bad_frame_count_and_missing_video_are_bad_usage(tmp_path) -> None:
     assert r.returncode == 2 and "--frames" in r.stderr and "Traceback" not in r.stderr
     r = maskgate("bench", "--video", tmp_path / "none.mp4")
     assert r.returncode == 2 and "none.mp4" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_gallery_size_names_the_match_stage() -> None:
+    r = maskgate("bench", "--json", "--frames", "3", "--templates", "1000")
+    assert r.returncode == 0, r.stderr
+    names = [s["stage"] for s in r.json_lines() if "stage" in s]
+    assert "match_1k" in names and "match_10k" not in names
+    r = maskgate("bench", "--templates", "0")
+    assert r.returncode == 2 and "--templates" in r.stderr and "Traceback" not in r.stderr

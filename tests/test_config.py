@@ -70,3 +70,24 @@ def test_replace_validates() -> None:
     assert cfg.camera.realtime is False
     with pytest.raises(ConfigError):
         config.replace(cfg, "camera", fps=-1)
+
+
+def test_readme_config_examples_load(tmp_path: Path) -> None:
+    """Every TOML example an installer may copy from README loads as it stands."""
+    import re
+    import textwrap
+
+    from conftest import ROOT
+
+    blocks = re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert blocks
+    for block in blocks:
+        config.load(write(tmp_path, textwrap.dedent(block)))
+
+
+def test_readme_names_every_section() -> None:
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for section in config.Config.__dataclass_fields__:
+        assert f"`[{section}]`" in readme, section

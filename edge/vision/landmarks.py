@@ -76,6 +76,7 @@ class Landmarker:
             from mediapipe.python.solutions import face_detection, face_mesh
         except ImportError as e:
             raise ModelError(f"MediaPipe is not installed or broken ({e}); run scripts/setup.sh") from None
+        self._seen_face = False  # MediaPipe warns once, on fd 2, at the first face it projects
         with quiet_stderr():  # the graphs log their start-up on first use; warm them up silently
             self._detector = face_detection.FaceDetection(
                 model_selection=0, min_detection_confidence=min_detection_confidence)
@@ -91,9 +92,14 @@ class Landmarker:
             raise ValueError(f"expected an RGB uint8 image, got {image.dtype} {image.shape}")
         h, w = image.shape[:2]
         image = np.ascontiguousarray(image)
-        mesh = self._mesh.process(image)
+        if self._seen_face:
+            mesh = self._mesh.process(image)
+        else:
+            with quiet_stderr():
+                mesh = self._mesh.process(image)
         if not mesh.multi_face_landmarks:
             return []
+        self._seen_face = True
         detections = []
         for d in self._detector.process(image).detections or []:
             rb = d.location_data.relative_bounding_box
