@@ -24,6 +24,8 @@ caller's mistake cannot turn the log into biometric data.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -33,7 +35,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from edge.config import AuditConfig, Config
 from edge.errors import ConfigError, MaskgateError
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 LOG_NAME = "audit.log"
 HEAD_NAME = "audit.head"
+LOCK_NAME = "audit.lock"
 GENESIS = "0" * 64
 MAX_STR = 200
 MAX_LIST = 8
@@ -155,7 +158,12 @@ def verify_file(path: Path, head_path: Path | None = None) -> Verdict:
 
 
 class AuditLog:
-    """Append-only, hash-chained event log in ``state_dir``. Thread-safe; one writer process."""
+    """Append-only, hash-chained event log in ``state_dir``.
+
+    Thread-safe, and safe across processes: the daemon and the administration commands (enrol,
+    remove, rekey, ...) append to the same chain under an ``flock`` on ``audit.lock``, and a writer
+    that finds the file changed since its own last write continues from the line another one wrote.
+    """
 
     def __init__(self, state_dir: Path | str, cfg: AuditConfig | None = None) -> None:
         self.cfg = cfg or AuditConfig()
@@ -168,9 +176,51 @@ class AuditLog:
         except OSError as e:
             raise AuditError(f"cannot create the state directory {self.dir}: {e}") from None
         self._seq, self._prev = -1, GENESIS
+        self._seen: tuple[int, int] | None = None  # (inode, size) of the log after our last look
         self._purged = _now()
-        self._recover()
+        with self._lock, self._file_lock():
+            torn = self._recover()
+        if torn:
+            log.warning("%s: cut off a torn last line of %d bytes (a write interrupted by a crash)",
+                        self.path, len(torn))
+            self.append("audit.torn_tail", bytes=len(torn), sha256=line_hash(torn))
         self.purge(self._purged)
+
+    @contextlib.contextmanager
+    def _file_lock(self) -> Iterator[None]:
+        """Exclusive across processes for one append, recovery or purge."""
+        try:
+            fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
+        except OSError as e:
+            raise AuditError(f"cannot open {self.dir / LOCK_NAME}: {e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_ino, st.st_size
+
+    def _follow(self) -> None:
+        """Continue the chain from the last line another process wrote (or rewrote, by retention)."""
+        if self._stat() == self._seen:
+            return
+        data = self.path.read_bytes() if self.path.exists() else b""
+        lines = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
+        if not lines:
+            self._seq, self._prev = -1, GENESIS
+        else:
+            try:
+                self._seq = int(_parse(lines[-1], len(lines))["seq"])
+            except (ValueError, TypeError):
+                self._seq = len(lines) - 1
+            self._prev = line_hash(lines[-1])
+        self._seen = self._stat()
 
     # ---- writing ----
 
@@ -179,12 +229,14 @@ class AuditLog:
         if not _EVENT.match(event):
             raise AuditError(f"audit event name {event!r} is not allowed (lower-case, digits, . _ -)")
         clean = {k: _clean(k, v) for k, v in fields.items()}
-        with self._lock:
+        with self._lock, self._file_lock():
+            self._follow()
             entry = {"seq": self._seq + 1, "ts": _now().isoformat(timespec="milliseconds"), "event": event,
                      **clean, "prev": self._prev}
             line = json.dumps(entry, separators=(",", ":"), ensure_ascii=True).encode()
             self._write_line(line)
             self._seq, self._prev = entry["seq"], line_hash(line)
+            self._seen = self._stat()
             self._write_head()
         if _now() - self._purged > timedelta(days=1):  # a daemon runs for months: purge daily
             self._purged = _now()
@@ -208,10 +260,10 @@ class AuditLog:
                 os.fsync(f.fileno())
         os.replace(tmp, self.head_path)
 
-    def _recover(self) -> None:
-        """Find where the chain ends; cut off (and record) a torn last line."""
+    def _recover(self) -> bytes:
+        """Find where the chain ends; cut off a torn last line and return it (the caller records it)."""
         if not self.path.exists():
-            return
+            return b""
         data = self.path.read_bytes()
         torn = b""
         if data and not data.endswith(b"\n"):
@@ -231,10 +283,8 @@ class AuditLog:
                           "(audit verify will report it)", self.path)
                 self._seq = len(lines) - 1
             self._prev = line_hash(last)
-        if torn:
-            log.warning("%s: cut off a torn last line of %d bytes (a write interrupted by a crash)",
-                        self.path, len(torn))
-            self.append("audit.torn_tail", bytes=len(torn), sha256=line_hash(torn))
+        self._seen = self._stat()
+        return torn
 
     def purge(self, now: datetime | None = None) -> int:
         """Drop entries older than ``retention_days`` behind a checkpoint; returns how many went."""
@@ -242,7 +292,8 @@ class AuditLog:
         if days == 0 or not self.path.exists():
             return 0
         cutoff = (now or _now()) - timedelta(days=days)
-        with self._lock:
+        with self._lock, self._file_lock():
+            self._follow()
             lines = self.path.read_bytes().split(b"\n")[:-1]
             keep_from = 0
             for i, raw in enumerate(lines):
@@ -273,6 +324,7 @@ class AuditLog:
                 os.fsync(f.fileno())
             os.chmod(tmp, 0o640)
             os.replace(tmp, self.path)
+            self._seen = self._stat()
             dfd = os.open(self.dir, os.O_RDONLY)
             try:
                 os.fsync(dfd)
@@ -289,6 +341,24 @@ class AuditLog:
 
     def tail(self, n: int) -> list[dict[str, Any]]:
         return tail(self.path, n)
+
+
+def record(state: Path, cfg: AuditConfig, event: str, **fields: Any) -> None:
+    """One entry from an administration command (enrol, remove, rekey, import, purge).
+
+    The change it records has already happened, so a log that cannot be written is reported on
+    stderr (and the journal), not turned into a failure of the command.
+    """
+    import getpass
+
+    try:
+        user = os.environ.get("SUDO_USER") or getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    try:
+        AuditLog(state, cfg).append(event, user=user[:MAX_STR], **fields)
+    except (AuditError, OSError) as e:
+        log.error("audit log: %s was done but could not be recorded: %s", event, e)
 
 
 def tail(path: Path, n: int) -> list[dict[str, Any]]:

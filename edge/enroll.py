@@ -260,6 +260,10 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
     pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until)
+    from edge.audit import record
+
+    record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
+           operator=operator, expires=expires)
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports)},
               f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")

@@ -814,6 +814,12 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
     vault = Vault.open(state, cfg.vault)
+
+    def audit(event: str, **fields: Any) -> None:  # every change goes into the gate's event log
+        from edge.audit import record
+
+        record(state, cfg.audit, event, **fields)
+
     if action == "list":
         people = vault.people()
         for p in people:
@@ -824,11 +830,13 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         return 0
     if action == "remove":
         p = vault.remove(args.person)
+        audit("vault.remove", person=p.id, name=p.name)
         out.event({"removed": p.id, "name": p.name}, f"removed {p.id} ({p.name or 'no name'})")
         return 0
     if action == "rekey":
         old = vault.key_id
         new = vault.rekey()
+        audit("vault.rekey", old_key=old, key=new, people=len(vault.people()))
         out.event({"old_key": old, "key": new, "people": len(vault.people())},
                   f"rekeyed: key {old} -> {new}; {len(vault.people())} people moved; copies made "
                   f"before now match nobody; this gate's public key is now {vault.public_key()}")
@@ -839,6 +847,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     if action == "export":
         bundle = vault.export_bundle(args.to, read_signing_key(Path(args.sign_key)))
         atomic_write(Path(args.out), bundle, 0o600)
+        audit("vault.export", to=args.to[:16], people=len(vault.people()))
         out.event({"bundle": args.out, "people": len(vault.people()), "bytes": len(bundle)},
                   f"wrote {args.out}: {len(vault.people())} people sealed to {args.to[:16]}...")
         return 0
@@ -847,10 +856,13 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         if data is None:
             raise VaultError(f"{args.bundle}: no such bundle file")
         added = vault.import_bundle(data, args.bundle)
+        audit("vault.import", bundle=Path(args.bundle).name, people=len(added))
         out.event({"imported": [p.id for p in added]}, f"imported {len(added)} people from {args.bundle}")
         return 0
     if action == "purge":
         gone = vault.purge()
+        if gone:
+            audit("vault.purge", people=len(gone))
         out.event({"purged": [p.id for p in gone]},
                   f"purged {len(gone)} people" + "".join(f"\n  {p.id} {p.name}" for p in gone))
         return 0

@@ -222,3 +222,28 @@ def test_cli_on_an_empty_state(state):
     r = maskgate("audit", "verify", "--state", state)
     assert r.returncode == 0 and "no entries" in r.stdout
     assert not (state / "audit.log").exists()  # verify only reads
+
+
+def test_two_writers_share_one_chain(state):
+    """The daemon and an administration command append to the same log: the chain stays whole."""
+    daemon, admin = AuditLog(state), AuditLog(state)
+    for i in range(4):
+        daemon.append("decision", granted=False, who=None, score=0.1, reason=f"test {i}")
+        admin.append("vault.remove", person=f"p-{i}")
+    rows = [json.loads(r) for r in lines(state)]
+    assert [r["seq"] for r in rows] == list(range(8))
+    v = check(state)
+    assert v.ok, v.detail
+
+
+def test_administration_is_recorded_with_who_did_it(state):
+    r = maskgate("enroll", "Demo Person", "--from", Path(__file__).parent.parent / "edge/demo/enroll",
+                 "--consent", "form #7", "--operator", "installer A", "--state", state)
+    assert r.returncode == 0, r.stderr
+    assert maskgate("templates", "remove", "Demo Person", "--state", state).returncode == 0
+    r = maskgate("audit", "show", "--json", "--state", state)
+    entries = r.json_lines()
+    assert [e["event"] for e in entries] == ["vault.enroll", "vault.remove"]
+    assert entries[0]["name"] == "Demo Person" and entries[0]["operator"] == "installer A"
+    assert entries[0]["person"] == entries[1]["person"] and entries[1]["user"]
+    assert maskgate("audit", "verify", "--state", state).returncode == 0

@@ -200,3 +200,26 @@ def test_demo_runs_end_to_end() -> None:
     r = maskgate("demo")
     assert r.returncode == 0, r.stderr
     assert "ACCESS GRANTED" in r.stdout
+
+
+def test_a_face_swapped_in_after_the_challenge_is_denied(enrolled_state: Path, demo_footage: list,
+                                                         stranger_footage: list) -> None:
+    """The demo person answers the challenge, then another face takes their place in the next frame."""
+    events = Events()
+    door = open_door(Config().door)
+    gate = build(Config(), enrolled_state, door, None, events, challenges=["blink"])
+    try:
+        for frame, faces in demo_footage:
+            gate.process(frame, faces)
+            if gate.state == "verify":
+                break
+        assert gate.state == "verify", "the demo person passed the challenge"
+        t0 = frame.t
+        for frame, faces in [p for p in stranger_footage if p[1]][:20]:
+            gate.process(Frame(frame.image, t0 + 0.033 * (frame.index + 1), frame.index), faces)
+    finally:
+        gate.close()
+        door.close()
+    (decision,) = events.of("decision")
+    assert not decision["granted"] and decision["reason"].startswith("the face after the challenge")
+    assert not door.relay_on
