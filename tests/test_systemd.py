@@ -18,7 +18,7 @@ import pytest
 
 from conftest import FIXTURES, ROOT
 
-UNITS = ("maskgate.service", "maskgate-firstboot.service")
+UNITS = ("maskgate.service", "maskgate-firstboot.service", "maskgate-purge.service", "maskgate-purge.timer")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze missing (apt-get install systemd)")
 
