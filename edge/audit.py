@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
@@ -35,10 +34,11 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from edge.config import AuditConfig, Config
 from edge.errors import ConfigError, MaskgateError
+from edge.files import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -186,18 +186,9 @@ class AuditLog:
             self.append("audit.torn_tail", bytes=len(torn), sha256=line_hash(torn))
         self.purge(self._purged)
 
-    @contextlib.contextmanager
-    def _file_lock(self) -> Iterator[None]:
+    def _file_lock(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive across processes for one append, recovery or purge."""
-        try:
-            fd = os.open(self.dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
-        except OSError as e:
-            raise AuditError(f"cannot open {self.dir / LOCK_NAME}: {e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        return exclusive(self.dir / LOCK_NAME, 0o640, AuditError)
 
     def _stat(self) -> tuple[int, int] | None:
         try:

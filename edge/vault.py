@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import json
 import logging
@@ -36,12 +35,13 @@ import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from edge.config import VaultConfig
 from edge.errors import VaultError
+from edge.files import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -409,18 +409,9 @@ class Vault:
             v._load()
         return v
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self) -> contextlib.AbstractContextManager[None]:
         """The writers' lock (CLI and daemon): one writer at a time; readers rely on atomic rename."""
-        try:
-            fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as e:
-            raise VaultError(f"{self.state_dir / LOCK_FILE}: cannot open the lock: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
+        return exclusive(self.state_dir / LOCK_FILE, 0o600, VaultError)
 
     def _load_or_make_key(self) -> bytes:
         """The device key; finishes or rolls back a rekey a crash interrupted. Called under the lock."""
