@@ -130,6 +130,13 @@ probe=$(journalctl -b -u maskgate-ipprobe.service -o cat --no-pager | grep '^IPP
 echo "$probe" | sed 's/^/SELFCHECK |   /'
 check "IP sockets refused inside the sandbox" sh -c "echo '$probe' | grep -c 'refused: \[Errno 97\]' | grep -qx 2"
 check "IP sockets allowed outside it (control)" python3 -c 'import socket; socket.socket(socket.AF_INET).close()'
+check "embedder model loaded (no gate fault)" sh -c \
+  "journalctl -b -u maskgate.service -o cat --no-pager | grep -q 'edge.embed: eye embedder' &&
+   ! journalctl -b -u maskgate.service -o cat --no-pager | grep -q 'gate fault'"
+check "daily retention timer enabled" [ "$(systemctl is-enabled maskgate-purge.timer)" = enabled ]
+systemctl start maskgate-purge.service
+say "purge: $(journalctl -b -u maskgate-purge.service -o cat --no-pager | tail -1)"
+check "retention run succeeds in its sandbox" [ "$(prop maskgate-purge.service Result)" = success ]
 say "maskgate log (last 15 lines):"; journalctl -b -u maskgate.service -o cat --no-pager | tail -15 | sed 's/^/SELFCHECK |   /'
 if [ $fails = 0 ]; then say "RESULT PASS"; else say "RESULT FAIL ($fails)"; fi
 sync
