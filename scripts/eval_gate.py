@@ -12,7 +12,7 @@ challenge. Figures:
 - action done -> relay on (clip time): what the gate adds after the person has answered;
 - compute per frame (wall clock: landmarks + the gate's own turn) on this machine.
 
-    python scripts/eval_gate.py [--videos DIR] [--lead-s 1.5] [--json]
+    .venv/bin/python scripts/eval_gate.py [--videos DIR] [--clips d10 d13 ...] [--lead-s 1.5] [--json]
 
 Nothing is written to disk but a temporary vault; figures go to stdout.
 """
@@ -116,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--videos", type=Path, default=VIDEOS, help="folder of the annotated clips")
     ap.add_argument("--annotations", type=Path, default=ANNOTATIONS)
+    ap.add_argument("--clips", nargs="+", help="only these annotated clips (default: all)")
     ap.add_argument("--lead-s", type=float, default=1.5,
                     help="the person is in view this long before they act (default 1.5 s)")
     ap.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -127,7 +128,11 @@ def main(argv: list[str] | None = None) -> int:
 
     acts = defaultdict(list)
     for a in tomllib.loads(args.annotations.read_text())["action"]:
-        acts[a["clip"]].append(a)
+        if not args.clips or a["clip"] in args.clips:
+            acts[a["clip"]].append(a)
+    if not acts:
+        print(f"eval_gate: no annotated actions for {' '.join(args.clips or [])}", file=sys.stderr)
+        return 2
     cfg = Config()
     embedder = Embedder(cfg.embed)
     rows, lm_ms = [], []
