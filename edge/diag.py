@@ -17,8 +17,10 @@ import logging
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -777,12 +779,17 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     source = open_source(cfg.camera)
     v = cfg.vision
     next_t = -1.0
+    # Ctrl-C sets a flag the loop reads between frames: a KeyboardInterrupt raised inside MediaPipe's
+    # Python wrapper can leave its graph mid-packet, and closing it then may never return.
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) \
+        if threading.current_thread() is threading.main_thread() else None
     try:
         with Landmarker(1, min_detection_confidence=v.min_detection_confidence,
                         min_tracking_confidence=v.min_tracking_confidence) as lm:
             if not window:
                 out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
-            while (frame := source.read()) is not None:
+            while not stop.is_set() and (frame := source.read()) is not None:
                 if frame.index == 0:
                     with quiet_stderr():  # MediaPipe's one-time warning on the first real frame
                         faces = lm.detect(frame.image)
@@ -808,6 +815,8 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         source.close()
         if in_place:
             sys.stdout.write("\n")

@@ -290,7 +290,7 @@ def main() -> int:
                     help="cache for landmarks and crops (never inside the repository)")
     ap.add_argument("--runtime-python", default=str(ROOT / ".venv" / "bin" / "python"),
                     help="an interpreter with the gate installed (MediaPipe), for the landmarks")
-    ap.add_argument("--epochs", type=int, default=7)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--budget-min", type=float, default=0.0,
                     help="if > 0, fewer epochs when the measured speed would overrun this many minutes")
     ap.add_argument("--aug", type=int, default=8, help="augmented crops per training image (half masked)")
