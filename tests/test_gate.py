@@ -77,6 +77,7 @@ def run_gate(state: Path, clip: list, challenges: list[str] | None = ("blink",),
              door=None) -> tuple[Gate, Events]:
     cfg = cfg or Config()
     events = Events()
+    own_door = door is None
     door = door or open_door(cfg.door)
     gate = build(cfg, state, door, None, events, challenges=list(challenges) if challenges else None)
     gate.rng = random.Random(1)
@@ -85,6 +86,8 @@ def run_gate(state: Path, clip: list, challenges: list[str] | None = ("blink",),
             gate.process(frame, faces)
     finally:
         gate.close()
+        if own_door:
+            door.close()
     return gate, events
 
 
