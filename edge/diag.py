@@ -184,7 +184,6 @@ def check_camera(ctx: Context) -> Finding:
         return _fail(str(e), _camera_hint(cfg))
     if not frames:
         return _fail(f"{cfg.camera.source}: opened but gave no frames", _camera_hint(cfg))
-    from edge.native import quiet_stderr
     from edge.vision import geometry
     from edge.vision.landmarks import Landmarker
 
@@ -193,8 +192,7 @@ def check_camera(ctx: Context) -> Finding:
     brightness = float(grey.mean())
     picks = frames[::-1]  # newest first: for a live camera the last frame is "now"
     face = None
-    with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm, \
-            quiet_stderr():
+    with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
         for f in picks:
             faces = lm.detect(f.image)
             if faces:
@@ -261,13 +259,12 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
     other at the model's own threshold, and the same photo twice must give the same vector.
     """
     from edge.camera.replay import read_image
-    from edge.native import quiet_stderr
     from edge.vision.landmarks import Landmarker
 
     demo = Path(__file__).parent / "demo" / "enroll"
     names = [entry.get("known_answer_image", KNOWN_ANSWER[0]), KNOWN_ANSWER[1]]
     vecs = []
-    with Landmarker(1, static=True) as lm, quiet_stderr():
+    with Landmarker(1, static=True) as lm:
         for name in names:
             image = read_image(demo / Path(name).name)
             faces = lm.detect(image)
@@ -771,7 +768,6 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     preview when it ends.
     """
     from edge.camera import open_source
-    from edge.native import quiet_stderr
     from edge.vision.landmarks import Landmarker
 
     window = not text_only and not out.json and _has_display()
@@ -790,11 +786,7 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
             if not window:
                 out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
             while not stop.is_set() and (frame := source.read()) is not None:
-                if frame.index == 0:
-                    with quiet_stderr():  # MediaPipe's one-time warning on the first real frame
-                        faces = lm.detect(frame.image)
-                else:
-                    faces = lm.detect(frame.image)
+                faces = lm.detect(frame.image)  # the Landmarker keeps MediaPipe's first-face warning quiet
                 h, w = frame.image.shape[:2]
                 r = reading(frame.t, faces, (w, h), v.min_pupil_distance_px)
                 if window:
