@@ -199,18 +199,23 @@ class AuditLog:
 
     def _follow(self) -> None:
         """Continue the chain from the last line another process wrote (or rewrote, by retention)."""
-        if self._stat() == self._seen:
-            return
-        data = self.path.read_bytes() if self.path.exists() else b""
-        lines = data[:data.rfind(b"\n") + 1].split(b"\n")[:-1]
-        if not lines:
-            self._seq, self._prev = -1, GENESIS
-        else:
+        if self._stat() != self._seen:
+            data = self.path.read_bytes() if self.path.exists() else b""
+            self._continue_from(data[:data.rfind(b"\n") + 1])
+
+    def _continue_from(self, data: bytes) -> None:
+        """Take the chain's end (seq and hash) from the whole lines in ``data``, the log's content."""
+        lines = data.split(b"\n")[:-1]
+        self._seq, self._prev = -1, GENESIS
+        if lines:
+            last = lines[-1]
             try:
-                self._seq = int(_parse(lines[-1], len(lines))["seq"])
+                self._seq = int(_parse(last, len(lines))["seq"])  # purge keeps an entry after a checkpoint
             except (ValueError, TypeError):
+                log.error("%s: the last line is not an entry; the chain continues from its hash "
+                          "(audit verify will report it)", self.path)
                 self._seq = len(lines) - 1
-            self._prev = line_hash(lines[-1])
+            self._prev = line_hash(last)
         self._seen = self._stat()
 
     # ---- writing ----
@@ -263,18 +268,7 @@ class AuditLog:
             with open(self.path, "r+b") as f:
                 f.truncate(cut)
                 os.fsync(f.fileno())
-        lines = data.split(b"\n")[:-1]
-        if lines:
-            last = lines[-1]
-            try:
-                entry = _parse(last, len(lines))
-                self._seq = int(entry["seq"])  # purge keeps at least one entry after a checkpoint
-            except (ValueError, TypeError):
-                log.error("%s: the last line is not an entry; the chain continues from its hash "
-                          "(audit verify will report it)", self.path)
-                self._seq = len(lines) - 1
-            self._prev = line_hash(last)
-        self._seen = self._stat()
+        self._continue_from(data)
         return torn
 
     def purge(self, now: datetime | None = None) -> int:
