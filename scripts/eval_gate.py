@@ -64,7 +64,7 @@ def stretches(acts: list[dict], fps: float, lead_s: float) -> list[tuple[int, in
             for a in acts]
 
 
-def analyse(clip: Path, lm: Landmarker, embedder: Embedder) -> tuple[list, list[float], float]:
+def analyse(clip: Path, lm: Landmarker) -> tuple[list, list[float], float]:
     """Faces per frame (tracked as on a camera), the landmark time per frame, and the clip's rate."""
     src = ReplaySource(clip, realtime=False)
     faces, ms = [], []
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         cache = {}
         for name in sorted(acts):
             clip = args.videos / f"{name}.mp4"
-            faces, ms, fps = analyse(clip, lm, embedder)
+            faces, ms, fps = analyse(clip, lm)
             lm_ms += ms
             tested = stretches(acts[name], fps, args.lead_s)
             margin = int(round(MARGIN_S * fps))

@@ -34,17 +34,16 @@ from edge.config import VaultConfig  # noqa: E402
 from edge.vault import Consent, Person, Vault, _Record  # noqa: E402
 
 
-THRESHOLD: list[float] = []  # the model's decision threshold, when a model is used
-
-
-def stats(name: str, s: np.ndarray) -> None:
+def stats(name: str, s: np.ndarray, threshold: float | None) -> None:
+    """One score distribution's line; with the model's threshold, the share at or above it."""
     p = np.percentile(s, [1, 5, 50, 95, 99])
-    above = f" >=thr {np.mean(s >= THRESHOLD[0]) * 100:.2f}%" if THRESHOLD else ""
+    above = f" >=thr {np.mean(s >= threshold) * 100:.2f}%" if threshold is not None else ""
     print(f"{name:34s} n={len(s):7d} mean={s.mean():+.3f} sd={s.std():.3f} "
           f"p1={p[0]:+.3f} p5={p[1]:+.3f} p50={p[2]:+.3f} p95={p[3]:+.3f} p99={p[4]:+.3f}{above}")
 
 
-def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray] | None:
+def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Embeddings of the first ``limit`` people's images, their labels and the model's threshold."""
     if not (ROOT / "models" / "manifest.toml").exists():
         return None
     try:
@@ -67,10 +66,9 @@ def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray] | N
                 if v is not None:
                     vecs.append(np.asarray(v, np.float32))
                     labels.append(i)
-    THRESHOLD.append(float(emb.threshold))
     print(f"# real embeddings: {len(vecs)} images of {len(people)} people from {data} (dim {emb.dim}, "
           f"model {emb.spec.path.name}, threshold {emb.threshold:.3f})")
-    return np.stack(vecs), np.array(labels)
+    return np.stack(vecs), np.array(labels), float(emb.threshold)
 
 
 def synthetic(people: int, per: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -100,22 +98,23 @@ def main() -> int:
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     got = None if args.synthetic else real_embeddings(args.data, args.people)
-    x, labels = got if got is not None else synthetic(args.people, 15, args.dim, rng)
+    x, labels, thr = got if got is not None else (*synthetic(args.people, 15, args.dim, rng), None)
     dim = x.shape[1]
 
     with tempfile.TemporaryDirectory() as tmp:
         a = Vault.open(Path(tmp) / "a", device_id="eval-board-a")
         b = Vault.open(Path(tmp) / "b", device_id="eval-board-b")
         ta, tb = a.protect(x), b.protect(x)          # stored templates on gate A and on gate B
-        stats("genuine (same key)", pairs(ta, ta, labels, labels, True, True))
-        stats("impostor (same key)", pairs(ta, ta, labels, labels, False, False))
-        stats("plain embeddings genuine (check)", pairs(x, x, labels, labels, True, True))
+        stats("genuine (same key)", pairs(ta, ta, labels, labels, True, True), thr)
+        stats("impostor (same key)", pairs(ta, ta, labels, labels, False, False), thr)
+        stats("plain embeddings genuine (check)", pairs(x, x, labels, labels, True, True), thr)
         before = ta.copy()
         a.rekey()
         after_probe = a.protect(x)
-        stats("same person, template before rekey", pairs(after_probe, before, labels, labels, True, False))
-        stats("two gates, same person (linkage)", pairs(ta, tb, labels, labels, True, False))
-        stats("two gates, different people", pairs(ta, tb, labels, labels, False, False))
+        stats("same person, template before rekey", pairs(after_probe, before, labels, labels, True, False),
+              thr)
+        stats("two gates, same person (linkage)", pairs(ta, tb, labels, labels, True, False), thr)
+        stats("two gates, different people", pairs(ta, tb, labels, labels, False, False), thr)
         print(f"# reference: two random unit vectors in {dim} dims: mean 0, sd {1 / np.sqrt(dim):.3f}")
 
         # File size: 1,000 people x templates, realistic consent records.

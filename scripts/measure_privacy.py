@@ -83,16 +83,14 @@ def build_video(path: Path, minutes: float) -> int:
 
 def model_line() -> str:
     """Which embedder the gate ran with (``$MASKGATE_MODELS`` or ``models/``), by file and sha256."""
-    import tomllib
+    from edge.embed import load_spec
+    from edge.errors import ModelError
 
-    from edge.embed import models_dir
-
-    manifest = models_dir() / "manifest.toml"
-    if not manifest.exists():
-        return f"none ({manifest} missing: every approach is denied as a gate fault)"
-    m = tomllib.loads(manifest.read_text())
-    spec = m["models"][m["default"]]
-    return f"{models_dir() / spec['file']} (sha256 {spec['sha256'][:12]}...)"
+    try:
+        spec = load_spec()
+    except ModelError as e:
+        return f"none ({e}: every approach is denied as a gate fault)"
+    return f"{spec.path} (sha256 {spec.sha256[:12]}...)"
 
 
 def unescape(s: str) -> bytes:
