@@ -149,7 +149,9 @@ def main() -> int:
         systems = {}
         for kind, m in manifest["models"].items():
             path = a.models / m["file"]
-            systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean), tflite_embed(path, masked))
+            mirror = bool(manifest["input"].get("mirror_average", False))  # as edge/embed.py does
+            systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean, mirror),
+                                                   tflite_embed(path, masked, mirror))
         if not a.no_teacher and (name.startswith("lfw_fold") or (name == "gt" and a.teacher_gt)):
             t = teacher(a.data, a.work, name, s["rels"], lms, a.workers)
             systems["dlib_fullface"] = euclid_scorer(t["clean"], t["masked"])

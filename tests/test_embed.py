@@ -83,6 +83,31 @@ def test_masked_probe_matches_the_bare_enrolment(vectors):
                 assert all(float(v @ u) < e.threshold for u in out[other]), (who, other)
 
 
+def test_mirror_average_follows_the_manifest(tmp_path):
+    """The shipped manifest averages each crop with its mirror image (the threshold was calibrated
+    so): a crop and its mirror then embed alike. A manifest without the flag embeds them apart."""
+    from edge.vision import eyecrop
+
+    im = rgb(D10[0])
+    with Landmarker(max_faces=1, static=True) as lm:
+        crop = eyecrop.eye_crop(im, lm.detect(im)[0].landmarks)
+    mirror = np.ascontiguousarray(crop[:, ::-1])
+    shipped = embed.Embedder(EmbedConfig())
+    assert shipped.spec.mirror_average
+    assert float(shipped.embed_crop(crop) @ shipped.embed_crop(mirror)) > 0.9999
+    models = tmp_path / "models"
+    shutil.copytree(embed.models_dir(), models)
+    manifest = models / embed.MANIFEST
+    manifest.write_text(manifest.read_text().replace("mirror_average = true", "mirror_average = false"))
+    plain = embed.Embedder(EmbedConfig(), models)
+    assert not plain.spec.mirror_average
+    a, b = plain.embed_crop(crop), plain.embed_crop(mirror)
+    assert float(a @ b) < 0.99
+    # the mirror-averaged embedding is the normalised sum of the two plain ones
+    both = (a + b) / np.linalg.norm(a + b)
+    assert float(both @ shipped.embed_crop(crop)) > 0.9999
+
+
 def test_altered_model_file_is_refused(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(embed.models_dir(), models)
