@@ -137,6 +137,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     a.work.mkdir(parents=True, exist_ok=True)
     manifest = tomllib.loads((a.models / "manifest.toml").read_text())
+    mirror = bool(manifest["input"].get("mirror_average", False))  # embed as edge/embed.py does
     lm = ensure_landmarks(a.data, a.work, a.runtime_python)
     index = {p: i for i, p in enumerate(lm["paths"])}
     teacher_folds = tuple(int(f) - 1 for f in a.teacher_folds.split(","))
@@ -149,7 +150,6 @@ def main() -> int:
         systems = {}
         for kind, m in manifest["models"].items():
             path = a.models / m["file"]
-            mirror = bool(manifest["input"].get("mirror_average", False))  # as edge/embed.py does
             systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean, mirror),
                                                    tflite_embed(path, masked, mirror))
         if not a.no_teacher and (name.startswith("lfw_fold") or (name == "gt" and a.teacher_gt)):
