@@ -409,6 +409,16 @@ def _mode(path: Path) -> int | None:
         return None
 
 
+def _space(ctx: Context) -> str | None:
+    """The installed model's embedding space, or None when it cannot be read (the models check says why)."""
+    try:
+        from edge.embed import load_spec
+
+        return load_spec(ctx.cfg.embed.model).space
+    except Exception:  # noqa: BLE001 - reported by check_models
+        return None
+
+
 def check_vault(ctx: Context) -> Finding:
     """Opens with this device's key; people count; key file mode 0600; expiry backlog."""
     vault_mod = _module("vault")
@@ -434,6 +444,12 @@ def check_vault(ctx: Context) -> Finding:
     templates = sum(p.templates for p in people)
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
+    space = _space(ctx)
+    stale = v.stale_for(space) if space is not None else None
+    if stale:
+        return _fail(f"{detail}; {stale.split(': templates')[0]}",
+                     "templates of different models cannot be compared (the gate grants nobody): remove "
+                     "everyone (`maskgate templates remove ID`) and enrol them again with this model")
     if mode is not None and mode != 0o600:
         return _fail(f"{detail}; {key.name} had mode {mode:04o}, readable by others",
                      f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "

@@ -57,6 +57,16 @@ class ModelSpec:
     dim: int
     threshold: float
     mirror_average: bool = False
+    space: str = ""   # which embedding function: templates only compare within one (see ``space_of``)
+
+
+def space_of(manifest: dict) -> str:
+    """A short id of the embedding function a manifest describes: every model file it lists (float
+    and int8 of one release agree to cosine 0.999, so they share it) and how the embedding is made.
+    The vault stores it with the templates; a new model means new templates."""
+    files = sorted(str(v["sha256"]).lower() for v in manifest["models"].values())
+    how = f"mirror_average={bool(manifest['input'].get('mirror_average', False))}"
+    return hashlib.sha256(",".join(files + [how]).encode()).hexdigest()[:16]
 
 
 def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
@@ -75,7 +85,7 @@ def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
         return ModelSpec(d / e["file"], str(e["sha256"]).lower(), int(m["input"]["height"]),
                          int(m["input"]["width"]), float(m["input"]["mean"]), float(m["input"]["std"]),
                          int(m["output"]["dim"]), float(e["threshold"]),
-                         bool(m["input"].get("mirror_average", False)))
+                         bool(m["input"].get("mirror_average", False)), space_of(m))
     except FileNotFoundError:
         raise ModelError(f"model manifest {mpath} is missing (reinstall maskgate or set MASKGATE_MODELS)") from None
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
@@ -123,6 +133,7 @@ class Embedder:
         self.spec = spec
         self.dim = spec.dim
         self.threshold = spec.threshold
+        self.space = spec.space
         self._it = _interpreter(spec.path, cfg.threads)
         inp = self._it.get_input_details()[0]
         self._in, self._out = inp["index"], self._it.get_output_details()[0]["index"]

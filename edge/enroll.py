@@ -249,6 +249,9 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
         from edge.embed import Embedder
 
         embedder = Embedder(cfg.embed)
+    stale = vault.stale_for(embedder.space)
+    if stale:  # before the challenge: these templates could never be enrolled beside them
+        raise EnrollError(stale)
     try:
         cands, reports = collect(sources, cfg, embedder, out)
     except _LivenessFailed as e:
@@ -259,7 +262,7 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
-    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until)
+    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space)
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),

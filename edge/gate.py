@@ -146,6 +146,10 @@ class Gate:
             self.emit(t, "tracking")
             if self.fault or self.embedder is None:  # nobody gets in on a broken install
                 return self._deny(t, f"gate fault: {self.fault or 'no embedder'}", count=False)
+            self._current_gallery()  # re-reads the vault if the CLI changed it (re-enrolled, say)
+            stale = self.vault.stale_for(self.embedder.space) if self.vault is not None else None
+            if stale:  # another model's templates: nobody can match, so say why instead
+                return self._deny(t, f"gate fault: {stale}", count=False)
         assert self._approach is not None
         a = self._approach
         if self.state == "tracking":
@@ -342,6 +346,10 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         vault = Vault.open(state, cfg.vault)
     except MaskgateError as e:
         faults.append(str(e))
+    stale = vault.stale_for(embedder.space) if vault is not None and embedder is not None else None
+    if stale:  # not a fault of the install: re-enrolling fixes it while the gate runs
+        log.error("%s", stale)
+        emit({"t": 0.0, "event": "error", "reason": stale})
     for f in faults:
         log.error("%s", f)
         emit({"t": 0.0, "event": "error", "reason": f})

@@ -18,7 +18,9 @@ File layout (``vault.bin`` in the state directory)::
     body = header (18, repeated so it is authenticated) | u32 BE json length | json | float32 rows
 
 The json lists the people in row order (``"n"`` templates each); the rows are their protected
-templates, ``dim`` float32 each, little-endian.
+templates, ``dim`` float32 each, little-endian. ``"embedder"`` names the embedding function that made
+them (``edge.embed.space_of``; absent in files from before it was recorded): templates of another
+model are not comparable, so a gate or an enrolment with another model refuses them (re-enrol).
 """
 
 from __future__ import annotations
@@ -230,9 +232,9 @@ def _person_from_json(obj: Any, i: int) -> Person:
                   _opt_time(obj, "last_seen", what), _opt_time(obj, "expires", what))
 
 
-def encode_records(records: list[_Record], dim: int) -> bytes:
+def encode_records(records: list[_Record], dim: int, space: str = "") -> bytes:
     """People and their rows as bytes: u32 json length, json, float32 rows."""
-    meta = json.dumps({"dim": dim, "transform": TRANSFORM,
+    meta = json.dumps({"dim": dim, "transform": TRANSFORM, "embedder": space,
                        "people": [_person_to_json(r.person) for r in records]},
                       separators=(",", ":"), ensure_ascii=True).encode()
     rows = [r.rows.astype("<f4", copy=False) for r in records]
@@ -240,7 +242,7 @@ def encode_records(records: list[_Record], dim: int) -> bytes:
     return struct.pack(">I", len(meta)) + meta + blob
 
 
-def decode_records(data: bytes) -> tuple[list[_Record], int]:
+def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
     """The inverse of :func:`encode_records`; anything inconsistent is a ``VaultError``."""
     if len(data) < 4:
         raise VaultError("body malformed: too short")
@@ -258,6 +260,7 @@ def decode_records(data: bytes) -> tuple[list[_Record], int]:
         raise VaultError(f"body malformed: dimension {dim}")
     if _field(meta, "transform", str, "index") != TRANSFORM:
         raise VaultError(f"body malformed: unknown template transform {meta['transform']!r}")
+    space = _field(meta, "embedder", str, "index") if "embedder" in meta else ""
     people_json = _field(meta, "people", list, "index")
     people = [_person_from_json(p, i) for i, p in enumerate(people_json)]
     if len({p.id for p in people}) != len(people):
@@ -273,7 +276,7 @@ def decode_records(data: bytes) -> tuple[list[_Record], int]:
     for p in people:
         records.append(_Record(p, matrix[start:start + p.templates]))
         start += p.templates
-    return records, dim
+    return records, dim, space
 
 
 # ---------------------------------------------------------------- files
@@ -330,14 +333,14 @@ def _read_key(path: Path) -> bytes | None:
     return raw
 
 
-def _seal(keys: Keys, records: list[_Record], dim: int) -> bytes:
+def _seal(keys: Keys, records: list[_Record], dim: int, space: str) -> bytes:
     from nacl.secret import SecretBox
 
     header = HEADER.pack(MAGIC, VERSION, keys.key_id)
-    return header + bytes(SecretBox(keys.seal).encrypt(header + encode_records(records, dim)))
+    return header + bytes(SecretBox(keys.seal).encrypt(header + encode_records(records, dim, space)))
 
 
-def parse(data: bytes, keys: Keys, where: str = "vault") -> tuple[list[_Record], int]:
+def parse(data: bytes, keys: Keys, where: str = "vault") -> tuple[list[_Record], int, str]:
     """Open a sealed vault's bytes; every fault is a ``VaultError`` starting with ``where``."""
     from nacl.exceptions import CryptoError
     from nacl.secret import SecretBox
@@ -381,6 +384,7 @@ class Vault:
         self._keys = keys
         self._records: dict[str, _Record] = {}
         self._dim = 0
+        self._space = ""                    # the embedder that made the templates ("" = not recorded)
         self._stamp: tuple | None = None
         self._gallery: tuple[list[str], np.ndarray] | None = None
         self._gallery_until = float("inf")
@@ -466,9 +470,9 @@ class Vault:
         stamp = self._file_stamp()
         data = _read(self.path)
         self._adopt_new_key(data)
-        records, dim = parse(data, self._keys, str(self.path)) if data is not None else ([], 0)
+        records, dim, space = parse(data, self._keys, str(self.path)) if data is not None else ([], 0, "")
         self._records = {r.person.id: r for r in records}
-        self._dim = dim
+        self._dim, self._space = dim, space
         self._stamp = stamp
         self._gallery = None
         self.fault = None
@@ -476,8 +480,8 @@ class Vault:
     def _save(self) -> None:
         records = list(self._records.values())
         if not records:
-            self._dim = 0
-        atomic_write(self.path, _seal(self._keys, records, self._dim))
+            self._dim, self._space = 0, ""
+        atomic_write(self.path, _seal(self._keys, records, self._dim, self._space))
         self._stamp = self._file_stamp()
         self._gallery = None
 
@@ -505,6 +509,18 @@ class Vault:
     @property
     def dim(self) -> int:
         return self._dim
+
+    def stale_for(self, space: str) -> str | None:
+        """Why this vault's templates cannot be compared with embedder ``space``'s, or None.
+
+        Templates are embeddings of one model; another model's embeddings of the same face are
+        unrelated vectors, so after a model update everyone must be enrolled again."""
+        if not self._records or self._space == space:
+            return None
+        made = f"embedder {self._space}" if self._space else "an earlier maskgate release's embedder"
+        return (f"the enrolled templates were made by {made}, the installed model is embedder {space}: "
+                "templates of different models cannot be compared; enrol everyone again "
+                "(`maskgate templates list`, `maskgate templates remove ID`, `maskgate enroll ...`)")
 
     def public_key(self) -> str:
         """This gate's X25519 public key (hex): installers seal bundles for this gate to it."""
@@ -589,8 +605,8 @@ class Vault:
     # ---- changing
 
     def add(self, name: str, templates: list[np.ndarray], consent: str, operator: str = "",
-            expires: float | None = None) -> str:
-        """Enrol one person from plain (unit) embeddings; returns the new person id."""
+            expires: float | None = None, space: str = "") -> str:
+        """Enrol one person from plain (unit) embeddings of embedder ``space``; returns the new id."""
         if not consent or not consent.strip():
             raise VaultError("no consent recorded: give the person's consent text (or form reference)")
         if not templates:
@@ -607,7 +623,11 @@ class Vault:
         def change() -> str:
             if name and any(r.person.name == name for r in self._records.values()):
                 raise VaultError(f"{name!r} is already enrolled; remove them first or choose another name")
+            stale = self.stale_for(space)
+            if stale:
+                raise VaultError(stale)
             rows = self.protect(plain)
+            self._space = space
             pid = "p-" + secrets.token_hex(8)
             self._dim = rows.shape[1]
             self._records[pid] = _Record(Person(pid, name, len(rows), Consent(consent.strip(), now, operator),
@@ -705,18 +725,21 @@ class Vault:
             raise VaultError(f"cannot use the keys for the bundle: {e}") from None
         self.refresh()
         records = [_Record(r.person, self._unprotect(r.rows)) for r in self._records.values()]
-        sealed = bytes(box.encrypt(encode_records(records, self._dim)))
+        sealed = bytes(box.encrypt(encode_records(records, self._dim, self._space)))
         head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
         return head + bytes(signer.sign(head + sealed).signature) + sealed
 
     def import_bundle(self, data: bytes, where: str = "bundle") -> list[Person]:
         """Add the people of a bundle signed by a key in ``vault.trusted_keys`` and sealed to this gate."""
-        records, dim = open_bundle(data, self._keys, self.cfg.trusted_keys, where)
+        records, dim, space = open_bundle(data, self._keys, self.cfg.trusted_keys, where)
 
         def change() -> list[Person]:
-            if self._records and dim and dim != self._dim:
-                raise VaultError(f"{where}: templates have {dim} values, this vault {self._dim} "
-                                 "(different embedder model)")
+            if self._records and ((dim and dim != self._dim) or space != self._space):
+                raise VaultError(f"{where}: templates of embedder {space or '(not recorded)'} with {dim} "
+                                 f"values, this vault's of embedder {self._space or '(not recorded)'} with "
+                                 f"{self._dim} (different embedder models cannot be mixed)")
+            if records:
+                self._space = space
             for r in records:
                 if r.person.id in self._records:
                     log.info("%s: replacing %s with the bundle's record", where, r.person.id)
@@ -737,7 +760,7 @@ def _hex_key(text: str, what: str) -> bytes:
     return raw
 
 
-def open_bundle(data: bytes, keys: Keys, trusted: list[str], where: str = "bundle") -> tuple[list[_Record], int]:
+def open_bundle(data: bytes, keys: Keys, trusted: list[str], where: str = "bundle") -> tuple[list[_Record], int, str]:
     """Check a bundle's signature against the trusted keys, then open it; all faults are ``VaultError``."""
     from nacl.exceptions import BadSignatureError, CryptoError
     from nacl.public import PrivateKey, SealedBox

@@ -151,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.warning("%s: %d usable enrolment frames outside the tested stretches; left out", name,
                             len(vecs))
                 continue
-            vault.add(name, vecs[:cfg.vault.max_templates], consent="eval_gate: LivePortrait clip (MIT)")
+            vault.add(name, vecs[:cfg.vault.max_templates], consent="eval_gate: LivePortrait clip (MIT)",
+                      space=embedder.space)
             cache[name] = (clip, faces, fps, tested)
         door = open_door(cfg.door)
         try:

@@ -23,7 +23,10 @@ import pytest
 
 from edge import config, diag
 from edge.cli import Output
+from edge.embed import load_spec
 from tests.conftest import FIXTURES, ROOT, maskgate
+
+SPACE = load_spec().space   # the installed model's embedding space, as enrolment records it
 
 STATUSES = {"ok", "warn", "fail"}
 
@@ -236,10 +239,19 @@ def test_a_corrupted_copy_of_the_real_model_fails(state: Path, tmp_path: Path,
 def test_vault_with_people_is_ok(state: Path) -> None:
     from edge.vault import Vault
 
-    Vault.open(state).add("Ann", [unit(seed=1), unit(seed=2)], consent="form 12")
+    Vault.open(state).add("Ann", [unit(seed=1), unit(seed=2)], consent="form 12", space=SPACE)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "ok", f
     assert "1 person, 2 templates" in f.detail
+
+
+def test_vault_of_another_model_fails_with_a_hint(state: Path) -> None:
+    """After a model update the old templates match nothing: diag says so and how to fix it."""
+    from edge.vault import Vault
+
+    Vault.open(state).add("Ann", [unit(seed=1)], consent="form 12")   # no embedder recorded: older release
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "fail" and "earlier maskgate release" in f.detail and "enrol them again" in f.hint, f
 
 
 def test_foreign_vault_fails_with_a_hint(state: Path, tmp_path: Path) -> None:
@@ -259,7 +271,7 @@ def test_foreign_vault_fails_with_a_hint(state: Path, tmp_path: Path) -> None:
 def test_key_readable_by_others_fails(state: Path) -> None:
     from edge.vault import Vault
 
-    Vault.open(state).add("Ann", [unit()], consent="form 12")
+    Vault.open(state).add("Ann", [unit()], consent="form 12", space=SPACE)
     os.chmod(state / "device.key", 0o644)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "fail" and "mode 0644" in f.detail
@@ -270,8 +282,8 @@ def test_expired_records_are_a_backlog(state: Path) -> None:
     from edge.vault import Vault
 
     v = Vault.open(state)
-    v.add("Ann", [unit(seed=1)], consent="form 12")
-    v.add("Temp", [unit(seed=2)], consent="form 13", expires=time.time() - 86400)
+    v.add("Ann", [unit(seed=1)], consent="form 12", space=SPACE)
+    v.add("Temp", [unit(seed=2)], consent="form 13", expires=time.time() - 86400, space=SPACE)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "warn" and "1 past expiry" in f.detail and "templates purge" in f.hint
 

@@ -120,6 +120,19 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
     assert r.returncode == 2 and "already enrolled" in r.stderr
 
 
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_enrolment_into_another_models_vault_is_refused(state: Path) -> None:
+    """Templates of two models cannot be compared: after a model update, enrol everyone again."""
+    from edge.vault import Vault
+
+    Vault.open(state, device_id=ENV["MASKGATE_DEVICE_ID"]).add(
+        "Old Resident", [np.eye(1, 128, 0)[0]], "form 0", space="0123456789abcdef")
+    r = maskgate("enroll", "Demo Person", "--from", *DEMO, "--consent", "form 1", "--state", state, env=ENV)
+    assert r.returncode == 2 and "embedder 0123456789abcdef" in r.stderr and "enrol everyone again" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert [p.name for p in Vault.open(state, device_id=ENV["MASKGATE_DEVICE_ID"]).people()] == ["Old Resident"]
+
+
 def _camera_config(tmp_path: Path, challenge: str) -> Path:
     """The "camera" is the replay source on a real clip (d12 answers a blink; it turns left, never right)."""
     cfg = tmp_path / "camera.toml"

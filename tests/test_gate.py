@@ -163,6 +163,29 @@ def test_tampered_vault_grants_nobody_and_is_left_alone(enrolled_state: Path, de
     assert vault_file.read_bytes() == bytes(data)
 
 
+def test_templates_of_another_model_grant_nobody_and_say_why(demo_footage: list, tmp_path: Path) -> None:
+    """After a model update the vault still holds the old model's templates: the enrolled person
+    is denied with the reason and the fix, not a bare "not recognised"; enrolling again fixes it."""
+    from edge.embed import Embedder
+    from edge.vault import Vault
+
+    embedder = Embedder(Config().embed)
+    with Landmarker(max_faces=1, static=True) as lm:
+        embs = [embedder.embed_face(im, lm.detect(im)[0]) for im in
+                (np.ascontiguousarray(cv2.imread(str(p))[:, :, ::-1]) for p in sorted(ENROLL.glob("*.jpg"))[:4])]
+    vault = Vault.open(tmp_path)
+    pid = vault.add("Demo Person", embs, "signed form #1")   # as a release before the embedder was recorded
+    gate, events = run_gate(tmp_path, demo_footage)
+    assert any("earlier maskgate release" in e["reason"] for e in events.of("error")), events.of("error")
+    decisions = events.of("decision")
+    assert decisions and not any(d["granted"] for d in decisions)
+    assert all(d["reason"].startswith("gate fault:") and "enrol everyone again" in d["reason"] for d in decisions)
+    vault.remove(pid)
+    vault.add("Demo Person", embs, "signed form #1", space=embedder.space)
+    gate, events = run_gate(tmp_path, demo_footage)
+    assert any(d["granted"] for d in events.of("decision")), events.of("decision")
+
+
 def test_a_fault_inside_a_stage_denies_and_keeps_the_door_locked(enrolled_state: Path,
                                                                    demo_footage: list) -> None:
     class BrokenEmbedder:

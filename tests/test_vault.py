@@ -183,6 +183,7 @@ _person = st.fixed_dictionaries({"id": st.sampled_from(["p-0123456789abcdef", "p
 @settings(max_examples=200, deadline=None)
 @given(meta=st.fixed_dictionaries({"dim": st.integers(-1, 5) | _json_values,
                                    "transform": st.sampled_from(["shake256-gauss-qr-v1", "x"]),
+                                   "embedder": st.text(max_size=16) | _json_values,
                                    "people": st.lists(_person, max_size=3) | _json_values}) | _json_values,
        blob=st.binary(max_size=64), cut=st.integers(0, 3))
 def test_fuzz_body_decoder(meta: object, blob: bytes, cut: int) -> None:
@@ -190,10 +191,10 @@ def test_fuzz_body_decoder(meta: object, blob: bytes, cut: int) -> None:
     raw = json.dumps(meta).encode()
     data = len(raw).to_bytes(4, "big") + raw + blob
     try:
-        records, dim = decode_records(data[:len(data) - cut])
+        records, dim, space = decode_records(data[:len(data) - cut])
     except VaultError:
         return
-    assert sum(len(r.rows) for r in records) * dim * 4 <= len(blob)
+    assert sum(len(r.rows) for r in records) * dim * 4 <= len(blob) and isinstance(space, str)
 
 
 # ---------------------------------------------------------------- renewable templates
@@ -247,7 +248,7 @@ def test_remove_leaves_no_trace_in_the_state_dir(vault: Vault, state: Path) -> N
     vault.remove("alice")
     assert [p.name for p in vault.people()] == ["bob"]
     assert sorted(os.listdir(state)) == ["device.key", "vault.bin", "vault.lock"]   # no .bak, no temp files
-    records, _ = parse((state / VAULT_FILE).read_bytes(), keys_of(state))
+    records, _, _ = parse((state / VAULT_FILE).read_bytes(), keys_of(state))
     assert [r.person.id for r in records] == [vault.find("bob").id]
     assert alice.id not in vault.gallery()[0]
     with pytest.raises(VaultError, match="nobody called"):
@@ -324,6 +325,32 @@ def test_bundle_only_from_trusted_installer_to_its_target(tmp_path: Path, rng: n
     ids, rows = new.gallery()
     assert np.min(np.max(rows @ new.protect(x).T, axis=0)) > 0.9999
     assert np.max(np.abs(rows @ old.gallery()[1].T)) < 0.45
+
+
+def test_templates_are_bound_to_the_embedder_that_made_them(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Another model's embeddings of the same face are unrelated vectors: the vault records which
+    embedder made its templates and refuses to mix in another's, until everyone is enrolled again."""
+    from nacl.signing import SigningKey
+
+    v = Vault.open(tmp_path / "gate", device_id=BOARD)
+    assert v.stale_for("new-model") is None                      # empty: anything may be enrolled
+    pid = v.add("hana", list(unit(rng, 2)), "form 5", space="old-model")
+    again = Vault.open(tmp_path / "gate", device_id=BOARD)       # recorded in the sealed file
+    assert again.stale_for("old-model") is None
+    assert "embedder old-model" in again.stale_for("new-model") and "enrol everyone again" in again.stale_for("new-model")
+    with pytest.raises(VaultError, match="embedder old-model.*new-model"):
+        again.add("ivan", list(unit(rng, 2)), "form 6", space="new-model")
+    assert [p.name for p in Vault.open(tmp_path / "gate", device_id=BOARD).people()] == ["hana"]
+    installer = SigningKey.generate()
+    other = Vault.open(tmp_path / "other", VaultConfig(trusted_keys=[bytes(installer.verify_key).hex()]),
+                       device_id="other-board")
+    other.add("jo", list(unit(rng, 2)), "form 7", space="new-model")
+    with pytest.raises(VaultError, match="cannot be mixed"):
+        other.import_bundle(again.export_bundle(other.public_key(), bytes(installer)))
+    again.remove(pid)                                            # emptied: the new model may enrol
+    assert again.stale_for("new-model") is None
+    again.add("ivan", list(unit(rng, 2)), "form 6", space="new-model")
+    assert Vault.open(tmp_path / "gate", device_id=BOARD).stale_for("new-model") is None
 
 
 # ---------------------------------------------------------------- durability and concurrency
