@@ -9,8 +9,10 @@ does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
 3. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from dlib's full-face descriptor of the
-   *unmasked* image (cosine) plus a CosFace identity margin loss;
-4. export to TFLite float32 and int8 (representative eye crops), the TFLite-vs-Keras agreement check;
+   *unmasked* image (cosine) plus a CosFace identity margin loss; ``--members`` (2) such students,
+   alike but for the seed;
+4. export of the members as one graph (the sum of their unit embeddings) to TFLite float32 and int8
+   (representative eye crops), the TFLite-vs-Keras agreement check;
 5. the threshold at FAR 1e-3 on the development people (LFW View 2 fold 5, never trained on), on
    mirror-averaged embeddings as the gate makes them (``--recalibrate`` redoes only this and 6);
 6. ``models/manifest.toml`` and the evaluation report (scripts/eval_embedder.py) on folds 6-10.
@@ -352,10 +354,10 @@ def main() -> int:
                     help="cache for landmarks and crops (never inside the repository)")
     ap.add_argument("--runtime-python", default=str(ROOT / ".venv" / "bin" / "python"),
                     help="an interpreter with the gate installed (MediaPipe), for the landmarks")
-    ap.add_argument("--epochs", type=int, default=24)
+    ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--budget-min", type=float, default=0.0,
                     help="if > 0, fewer epochs when the measured speed would overrun this many minutes")
-    ap.add_argument("--aug", type=int, default=8, help="augmented crops per training image (half masked)")
+    ap.add_argument("--aug", type=int, default=16, help="augmented crops per training image (half masked)")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--distill", type=float, default=8.0, help="weight of the distillation loss")
@@ -365,7 +367,7 @@ def main() -> int:
     ap.add_argument("--ensemble-weight", type=float, default=8.0, help="weight of that loss")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-eval", action="store_true", help="skip the final evaluation report")
-    ap.add_argument("--members", type=int, default=1,
+    ap.add_argument("--members", type=int, default=2,
                     help="students trained alike with seeds SEED, SEED+1, ...; the model is their ensemble")
     ap.add_argument("--from-keras", type=Path, nargs="+",
                     help="export/calibrate/evaluate these trained .keras members instead of training")
