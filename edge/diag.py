@@ -447,9 +447,8 @@ def check_vault(ctx: Context) -> Finding:
     space = _space(ctx)
     stale = v.stale_for(space) if space is not None else None
     if stale:
-        return _fail(f"{detail}; {stale.split(': templates')[0]}",
-                     "templates of different models cannot be compared (the gate grants nobody): remove "
-                     "everyone (`maskgate templates remove ID`) and enrol them again with this model")
+        return _fail(f"{detail}; {stale}", "the gate grants nobody until then: remove everyone "
+                     "(`maskgate templates remove ID`) and enrol them again with this model")
     if mode is not None and mode != 0o600:
         return _fail(f"{detail}; {key.name} had mode {mode:04o}, readable by others",
                      f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "
