@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.config import VaultConfig
-from edge.errors import VaultError
+from edge.errors import ModelError, VaultError
 from edge.files import exclusive
 
 log = logging.getLogger(__name__)
@@ -729,9 +729,16 @@ class Vault:
         head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
         return head + bytes(signer.sign(head + sealed).signature) + sealed
 
-    def import_bundle(self, data: bytes, where: str = "bundle") -> list[Person]:
-        """Add the people of a bundle signed by a key in ``vault.trusted_keys`` and sealed to this gate."""
+    def import_bundle(self, data: bytes, where: str = "bundle", model_space: str | None = None) -> list[Person]:
+        """Add the people of a bundle signed by a key in ``vault.trusted_keys`` and sealed to this gate.
+
+        ``model_space``: the installed model's (``edge.embed.space_of``); a bundle made with another
+        model is refused even into an empty vault, as none of its templates could match here."""
         records, dim, space = open_bundle(data, self._keys, self.cfg.trusted_keys, where)
+        if records and model_space is not None and space != model_space:
+            raise VaultError(f"{where}: its templates were made by embedder {space or '(not recorded)'}, this "
+                             f"gate's model is embedder {model_space} (another maskgate release): they cannot "
+                             "match here; enrol these people on this gate instead")
 
         def change() -> list[Person]:
             if self._records and ((dim and dim != self._dim) or space != self._space):
@@ -811,6 +818,16 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
+def _model_space(cfg: Any) -> str | None:
+    """The installed embedder's space, or None when its manifest cannot be read (diag says why)."""
+    from edge.embed import load_spec
+
+    try:
+        return load_spec(cfg.embed.model).space
+    except ModelError:
+        return None
+
+
 def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
@@ -869,7 +886,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         data = _read(Path(args.bundle))
         if data is None:
             raise VaultError(f"{args.bundle}: no such bundle file")
-        added = vault.import_bundle(data, args.bundle)
+        added = vault.import_bundle(data, args.bundle, _model_space(cfg))
         audit("vault.import", bundle=Path(args.bundle).name, people=len(added))
         out.event({"imported": [p.id for p in added]}, f"imported {len(added)} people from {args.bundle}")
         return 0

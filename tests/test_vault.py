@@ -347,6 +347,11 @@ def test_templates_are_bound_to_the_embedder_that_made_them(tmp_path: Path, rng:
     other.add("jo", list(unit(rng, 2)), "form 7", space="new-model")
     with pytest.raises(VaultError, match="cannot be mixed"):
         other.import_bundle(again.export_bundle(other.public_key(), bytes(installer)))
+    empty = Vault.open(tmp_path / "new", VaultConfig(trusted_keys=[bytes(installer.verify_key).hex()]),
+                       device_id="new-board")                   # a replacement board on a newer release
+    with pytest.raises(VaultError, match="embedder old-model, this gate's model is embedder new-model"):
+        empty.import_bundle(again.export_bundle(empty.public_key(), bytes(installer)), model_space="new-model")
+    assert empty.people() == []
     again.remove(pid)                                            # emptied: the new model may enrol
     assert again.stale_for("new-model") is None
     again.add("ivan", list(unit(rng, 2)), "form 6", space="new-model")
@@ -439,7 +444,10 @@ def test_two_writers_lose_nothing(tmp_path: Path) -> None:
 
 def test_templates_cli(tmp_path: Path, rng: np.random.Generator) -> None:
     old_state, new_state = tmp_path / "old", tmp_path / "new"
-    Vault.open(old_state, device_id="old-board").add("hana", list(unit(rng, 2)), "form 5")
+    from edge.embed import load_spec
+
+    Vault.open(old_state, device_id="old-board").add("hana", list(unit(rng, 2)), "form 5",
+                                                     space=load_spec().space)   # the installed model's
     old_env, new_env = {"MASKGATE_DEVICE_ID": "old-board"}, {"MASKGATE_DEVICE_ID": "new-board"}
 
     r = maskgate("templates", "list", "--json", "--state", old_state, env=old_env)
