@@ -409,16 +409,6 @@ def _mode(path: Path) -> int | None:
         return None
 
 
-def _space(ctx: Context) -> str | None:
-    """The installed model's embedding space, or None when it cannot be read (the models check says why)."""
-    try:
-        from edge.embed import load_spec
-
-        return load_spec(ctx.cfg.embed.model).space
-    except Exception:  # noqa: BLE001 - reported by check_models
-        return None
-
-
 def check_vault(ctx: Context) -> Finding:
     """Opens with this device's key; people count; key file mode 0600; expiry backlog."""
     vault_mod = _module("vault")
@@ -444,7 +434,9 @@ def check_vault(ctx: Context) -> Finding:
     templates = sum(p.templates for p in people)
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
-    space = _space(ctx)
+    from edge.embed import installed_space
+
+    space = installed_space(ctx.cfg.embed.model)
     stale = v.stale_for(space) if space is not None else None
     if stale:
         return _fail(f"{detail}; {stale}", "the gate grants nobody until then: remove everyone "

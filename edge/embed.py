@@ -92,6 +92,15 @@ def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
         raise ModelError(f"model manifest {mpath} is damaged ({type(e).__name__}: {e}); reinstall maskgate") from None
 
 
+def installed_space(name: str = "") -> str | None:
+    """The installed model's embedding space (``space_of``), or None when its manifest cannot be
+    read: callers comparing templates against it then skip the check (``diag models`` says why)."""
+    try:
+        return load_spec(name).space
+    except ModelError:
+        return None
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

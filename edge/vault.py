@@ -42,7 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.config import VaultConfig
-from edge.errors import ModelError, VaultError
+from edge.errors import VaultError
 from edge.files import exclusive
 
 log = logging.getLogger(__name__)
@@ -818,16 +818,6 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
-def _model_space(cfg: Any) -> str | None:
-    """The installed embedder's space, or None when its manifest cannot be read (diag says why)."""
-    from edge.embed import load_spec
-
-    try:
-        return load_spec(cfg.embed.model).space
-    except ModelError:
-        return None
-
-
 def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
@@ -886,7 +876,9 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         data = _read(Path(args.bundle))
         if data is None:
             raise VaultError(f"{args.bundle}: no such bundle file")
-        added = vault.import_bundle(data, args.bundle, _model_space(cfg))
+        from edge.embed import installed_space
+
+        added = vault.import_bundle(data, args.bundle, installed_space(cfg.embed.model))
         audit("vault.import", bundle=Path(args.bundle).name, people=len(added))
         out.event({"imported": [p.id for p in added]}, f"imported {len(added)} people from {args.bundle}")
         return 0
