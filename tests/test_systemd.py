@@ -137,3 +137,24 @@ def test_inference_runs_with_memory_deny_write_execute() -> None:
     assert "XNNPACK delegate" in r.stderr
     stages = {line.split('"stage": "')[1].split('"')[0] for line in r.stdout.splitlines() if '"stage"' in line}
     assert "landmarks" in stages, r.stdout
+
+
+def _programs_started(env: dict[str, str], tmp_path: Path) -> list[str]:
+    trace = tmp_path / "execve.txt"
+    subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), sys.executable, "-c",
+                    "import mediapipe"], env=env, check=True, capture_output=True, timeout=120)
+    return re.findall(r'execve\("([^"]+)"', trace.read_text())[1:]   # [0]: the interpreter itself
+
+
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace not installed")
+def test_matplotlib_font_cache_persists_so_no_program_runs_at_restart(tmp_path: Path) -> None:
+    """Both units point MPLCONFIGDIR into their CacheDirectory: matplotlib (imported by mediapipe)
+    runs fc-list once to build its font list and, with the list kept there, never at a restart."""
+    for name in ("maskgate.service", "maskgate-purge.service"):
+        lines = unit_text(name).splitlines()
+        assert "CacheDirectory=maskgate" in lines, name
+        env_line = next(s for s in lines if s.startswith("Environment=") and "MPLCONFIGDIR=" in s)
+        assert re.search(r"\bMPLCONFIGDIR=/var/cache/maskgate(\s|$)", env_line), name
+    env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "cache")}
+    _programs_started(env, tmp_path)                     # first start: may list fonts
+    assert _programs_started(env, tmp_path) == []        # a restart: nothing started
