@@ -8,14 +8,17 @@ models/MODEL_CARD.md), with the gate's ``.venv`` present for the MediaPipe step:
 does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
-3. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from dlib's full-face descriptor of the
-   *unmasked* image (cosine) plus a CosFace identity margin loss; ``--members`` (2) such students,
+3. the eye teacher (scripts/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
+   and fine-tuned on the eye crops (``--teacher-steps``; cached), and its embedding of every crop;
+4. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from
+   dlib's full-face descriptor of the *unmasked* image and from the eye teacher's embedding of the
+   same crop (cosines), plus a CosFace identity margin loss; ``--members`` (2) such students,
    alike but for the seed;
-4. export of the members as one graph (the sum of their unit embeddings) to TFLite float32 and int8
+5. export of the members as one graph (the sum of their unit embeddings) to TFLite float32 and int8
    (representative eye crops), the TFLite-vs-Keras agreement check;
-5. the threshold at FAR 1e-3 on the development people (LFW View 2 fold 5, never trained on), on
-   mirror-averaged embeddings as the gate makes them (``--recalibrate`` redoes only this and 6);
-6. ``models/manifest.toml`` and the evaluation report (scripts/eval_embedder.py) on folds 6-10.
+6. the threshold at FAR 1e-3 on the development people (LFW View 2 fold 5, never trained on), on
+   mirror-averaged embeddings as the gate makes them (``--recalibrate`` redoes only this and 7);
+7. ``models/manifest.toml`` and the evaluation report (scripts/eval_embedder.py) on folds 6-10.
 
 Held out from training: every person in LFW View 2 folds 5-10 (fold 5 = development, 6-10 = report).
 """
@@ -40,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import embedder_data as D  # noqa: E402
+import embedder_teacher  # noqa: E402
 from embedder_metrics import cross_scores, far_threshold, summary  # noqa: E402
 
 log = logging.getLogger("train_embedder")
@@ -197,7 +201,7 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
             logits = s_scale * (cos - margin * tf.one_hot(lab, n_classes))
             lc = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(lab, logits))
             loss = lc + args.distill * ld
-            if E is not None:   # earlier students' ensemble (flip-invariant: mirror-averaged)
+            if E is not None:   # the eye teacher's (or earlier students') embedding, mirror-averaged
                 loss += args.ensemble_weight * tf.reduce_mean(1.0 - tf.reduce_sum(e * te, axis=1))
         vars_ = model.trainable_variables + [head]
         opt.apply_gradients(zip(tape.gradient(loss, vars_), vars_))
@@ -362,9 +366,15 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--distill", type=float, default=8.0, help="weight of the distillation loss")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--teacher-steps", type=int, default=800,
+                    help="steps (batch 64) of fine-tuning dlib's network on eye crops (the eye teacher; "
+                         "longer overfits the training people); 0: no eye teacher")
+    ap.add_argument("--teacher-lr", type=float, default=3e-4)
     ap.add_argument("--ensemble", type=Path, nargs="+", default=[],
-                    help="output folders of earlier runs: also learn their summed embedding of each crop")
-    ap.add_argument("--ensemble-weight", type=float, default=8.0, help="weight of that loss")
+                    help="output folders of earlier runs: learn their summed embedding of each crop "
+                         "(instead of the eye teacher's)")
+    ap.add_argument("--ensemble-weight", type=float, default=8.0,
+                    help="weight of the loss toward the eye teacher's (or the ensemble's) embedding")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-eval", action="store_true", help="skip the final evaluation report")
     ap.add_argument("--members", type=int, default=2,
@@ -409,7 +419,7 @@ def main() -> int:
                                                  lm["landmarks"][dev_idx], 0, args.workers)
         np.savez(cache, X=X, dev_clean=dev_clean, dev_masked=dev_masked)
         log.info("crops made in %.0fs: %s", time.time() - t0, X.shape)
-    T, has_t, _ = teacher_targets(args.data, rels)
+    T, has_t, t_mean = teacher_targets(args.data, rels)
     dev_ids = np.array([D.identity_of(lm["paths"][i]) for i in dev_idx])
     dev = {"clean": dev_clean, "masked": dev_masked, "ids": dev_ids}
 
@@ -426,7 +436,12 @@ def main() -> int:
         members = [keras.models.load_model(p) for p in args.from_keras]
         log.info("skipping training: exporting %s", " + ".join(map(str, args.from_keras)))
     else:
-        E = ensemble_targets(args.ensemble, X, args.work) if args.ensemble else None
+        E = None
+        if args.ensemble:
+            E = ensemble_targets(args.ensemble, X, args.work)
+        elif args.teacher_steps > 0:
+            eye = embedder_teacher.fine_tune(args, X, T, has_t, y, len(people), t_mean, dev, args.work)
+            E = embedder_teacher.targets(eye, X, args.work, args)
         members = []
         for seed in range(args.seed, args.seed + args.members):
             members.append(train(args, X, T, has_t, y, len(people), dev, seed, E))
