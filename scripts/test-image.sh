@@ -138,6 +138,16 @@ systemctl start maskgate-purge.service
 say "purge: $(journalctl -b -u maskgate-purge.service -o cat --no-pager | tail -1)"
 check "retention run succeeds in its sandbox" [ "$(prop maskgate-purge.service Result)" = success ]
 say "maskgate log (last 15 lines):"; journalctl -b -u maskgate.service -o cat --no-pager | tail -15 | sed 's/^/SELFCHECK |   /'
+# The first start lists the fonts once for matplotlib (imported by mediapipe) into the unit's
+# CacheDirectory; a restart must find the list there and start no program at all.
+systemctl restart maskgate.service
+inv=$(prop maskgate.service InvocationID)
+i=0
+while [ $i -lt 300 ] && ! prop maskgate.service StatusText | grep -q '^running: camera'; do sleep 1; i=$((i + 1)); done
+journalctl -b _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager > /run/restart.log
+say "after a restart: $(grep -c . /run/restart.log) log lines, status: $(prop maskgate.service StatusText)"
+check "restarted daemon loaded its models and started no program (font list kept in /var/cache/maskgate)" sh -c \
+  "grep -q 'edge.embed: eye embedder' /run/restart.log && ! grep -q 'starts a process' /run/restart.log"
 if [ $fails = 0 ]; then say "RESULT PASS"; else say "RESULT FAIL ($fails)"; fi
 sync
 EOF
