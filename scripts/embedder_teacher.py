@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from embedder_loss import distill_cosface, learning_rate
+from embedder_metrics import cross_scores, summary
+
 log = logging.getLogger("embedder_teacher")
 
 HERE = Path(__file__).resolve().parent
@@ -224,11 +227,6 @@ def fine_tune(args, X: np.ndarray, T: np.ndarray, has_t: np.ndarray, y: np.ndarr
     import tensorflow as tf
     import keras
 
-    from embedder_metrics import cross_scores, summary
-
-    # the same threads as the students' training sets (TensorFlow refuses a change once running)
-    tf.config.threading.set_intra_op_parallelism_threads(args.workers)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
     path = work / f"eye_teacher_{cache_key(args, X)}.weights.h5"
     layers = parse(dlib_xml(work))
     verify(layers, args.data, keras)
@@ -250,10 +248,7 @@ def fine_tune(args, X: np.ndarray, T: np.ndarray, has_t: np.ndarray, y: np.ndarr
         x = tf.where(flip[:, None, None, None], tf.reverse(tf.cast(x8, tf.float32), axis=[2]), tf.cast(x8, tf.float32))
         with tf.GradientTape() as tape:
             e = tf.math.l2_normalize(model(x, training=True), axis=1)
-            ld = tf.reduce_sum(tw * (1.0 - tf.reduce_sum(e * t, axis=1))) / (tf.reduce_sum(tw) + 1e-6)
-            cos = tf.matmul(e, tf.math.l2_normalize(head, axis=0))
-            logits = 30.0 * (cos - 0.25 * tf.one_hot(lab, n_classes))
-            lc = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(lab, logits))
+            lc, ld = distill_cosface(tf, e, t, tw, lab, head, n_classes)
             loss = lc + 8.0 * ld
         v = model.trainable_variables + [head]
         opt.apply_gradients(zip(tape.gradient(loss, v), v))
@@ -265,8 +260,7 @@ def fine_tune(args, X: np.ndarray, T: np.ndarray, has_t: np.ndarray, y: np.ndarr
     order = rng.permutation(n_img * n_aug)[:total * batch]   # each crop at most once
     lcs, lds = [], []
     for done in range(total):
-        warm = min(1.0, (done + 1) / 100)
-        opt.learning_rate.assign(args.teacher_lr * warm * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * done / total))))
+        opt.learning_rate.assign(learning_rate(args.teacher_lr, done, total, warmup=100, floor=0.05))
         idx = order[done * batch:(done + 1) * batch]
         ii, kk = idx // n_aug, idx % n_aug
         lc, ld = step(tf.constant(X[ii, kk]), tf.constant(rng.random(len(idx)) < 0.5),

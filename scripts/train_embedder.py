@@ -44,6 +44,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 import embedder_data as D  # noqa: E402
 import embedder_teacher  # noqa: E402
+from embedder_loss import distill_cosface, learning_rate  # noqa: E402
 from embedder_metrics import cross_scores, far_threshold, summary  # noqa: E402
 
 log = logging.getLogger("train_embedder")
@@ -179,8 +180,6 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
     import keras
 
     tf.random.set_seed(seed)
-    tf.config.threading.set_intra_op_parallelism_threads(args.workers)
-    tf.config.threading.set_inter_op_parallelism_threads(2)
     keras.utils.set_random_seed(seed)
     model = build_model(tf, keras)
     model.summary(print_fn=lambda s, **k: log.info(s))
@@ -188,7 +187,6 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
     steps_per_epoch = n_img * n_aug // args.batch
     opt = keras.optimizers.Adam(args.lr)
     head = tf.Variable(tf.random.normal((EMB_DIM, n_classes), stddev=0.01, seed=seed), name="cosface")
-    s_scale, margin = 30.0, 0.25
 
     @tf.function
     def step(x8, flip, t, tw, lab, te):
@@ -196,10 +194,7 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
         x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
         with tf.GradientTape() as tape:
             e = tf.math.l2_normalize(model(x, training=True), axis=1)
-            ld = tf.reduce_sum(tw * (1.0 - tf.reduce_sum(e * t, axis=1))) / (tf.reduce_sum(tw) + 1e-6)
-            cos = tf.matmul(e, tf.math.l2_normalize(head, axis=0))
-            logits = s_scale * (cos - margin * tf.one_hot(lab, n_classes))
-            lc = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(lab, logits))
+            lc, ld = distill_cosface(tf, e, t, tw, lab, head, n_classes)
             loss = lc + args.distill * ld
             if E is not None:   # the eye teacher's (or earlier students') embedding, mirror-averaged
                 loss += args.ensemble_weight * tf.reduce_mean(1.0 - tf.reduce_sum(e * te, axis=1))
@@ -214,9 +209,7 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
         order = rng.permutation(n_img * n_aug)
         lcs, lds = [], []
         for b in range(steps_per_epoch):
-            # Linear warm-up over 200 steps, then cosine decay to 2% of the peak.
-            warm = min(1.0, (done + 1) / 200)
-            opt.learning_rate.assign(args.lr * warm * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * done / total))))
+            opt.learning_rate.assign(learning_rate(args.lr, done, total, warmup=200, floor=0.02))
             idx = order[b * args.batch:(b + 1) * args.batch]
             ii, kk = idx // n_aug, idx % n_aug
             flip = rng.random(len(idx)) < 0.5   # mirrored training crops: more faces, same people
@@ -436,6 +429,11 @@ def main() -> int:
         members = [keras.models.load_model(p) for p in args.from_keras]
         log.info("skipping training: exporting %s", " + ".join(map(str, args.from_keras)))
     else:
+        import tensorflow as tf
+
+        # once, for the teacher and every student: TensorFlow refuses a change once it is running
+        tf.config.threading.set_intra_op_parallelism_threads(args.workers)
+        tf.config.threading.set_inter_op_parallelism_threads(2)
         E = None
         if args.ensemble:
             E = ensemble_targets(args.ensemble, X, args.work)
