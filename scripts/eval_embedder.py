@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 import embedder_data as D  # noqa: E402
 import embedder_teacher  # noqa: E402
 from embedder_metrics import summary  # noqa: E402
-from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, tflite_embed  # noqa: E402
+from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, teacher_targets, tflite_embed  # noqa: E402
 
 log = logging.getLogger("eval_embedder")
 SETTINGS = ("unmasked", "masked_probe", "masked_both")
@@ -126,7 +126,7 @@ def load_eye_teacher(data: Path, work: Path, weights: Path):  # noqa: ANN201
     """The fine-tuned dlib network that taught the students (not shipped: 22 MB), for comparison."""
     import keras
 
-    mean = np.load(data / "teacher" / "lfw_dlib128.npz")["emb"].astype(np.float32).mean(axis=0)
+    mean = teacher_targets(data, [])[2]   # the LFW mean the teacher was trained around
     crop_hw = (D.eyecrop.CROP_H, D.eyecrop.CROP_W)
     model = embedder_teacher.eye_model(embedder_teacher.parse(embedder_teacher.dlib_xml(work)), mean, keras, crop_hw)
     model.load_weights(weights)
