@@ -63,6 +63,10 @@ check() {  # name, then a command that must succeed
   if "$@"; then say "ok   $name"; else say "FAIL $name"; fails=$((fails + 1)); fi
 }
 prop() { systemctl show -p "$2" --value "$1"; }
+wait_camera() {  # up to 300 s for the daemon's STATUS= to say the camera delivers frames
+  i=0
+  while [ $i -lt 300 ] && ! prop maskgate.service StatusText | grep -q '^running: camera'; do sleep 1; i=$((i + 1)); done
+}
 # systemd.run= makes kernel-command-line.target the default target; start the normal one, which
 # brings up maskgate-firstboot.service and maskgate.service as on any boot.
 systemctl start --no-block multi-user.target
@@ -84,8 +88,7 @@ say "device.key: $key"
 check "device key 0600 maskgate:maskgate, 32 bytes" [ "$key" = "600 maskgate:maskgate 32" ]
 check "maskgate.service reached READY (Type=notify, active)" [ "$state" = active ]
 # READY comes once the door and models are up; then the loop reports the camera in STATUS=.
-i=0
-while [ $i -lt 300 ] && ! prop maskgate.service StatusText | grep -q '^running: camera'; do sleep 1; i=$((i + 1)); done
+wait_camera
 status=$(prop maskgate.service StatusText)
 say "status: $status (uptime $(cut -d' ' -f1 /proc/uptime) s, restarts $(prop maskgate.service NRestarts))"
 check "camera delivering frames (STATUS running: camera)" sh -c "echo '$status' | grep -q '^running: camera'"
@@ -142,8 +145,7 @@ say "maskgate log (last 15 lines):"; journalctl -b -u maskgate.service -o cat --
 # CacheDirectory; a restart must find the list there and start no program at all.
 systemctl restart maskgate.service
 inv=$(prop maskgate.service InvocationID)
-i=0
-while [ $i -lt 300 ] && ! prop maskgate.service StatusText | grep -q '^running: camera'; do sleep 1; i=$((i + 1)); done
+wait_camera
 journalctl -b _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager > /run/restart.log
 say "after a restart: $(grep -c . /run/restart.log) log lines, status: $(prop maskgate.service StatusText)"
 check "restarted daemon loaded its models and started no program (font list kept in /var/cache/maskgate)" sh -c \
