@@ -122,15 +122,24 @@ def teacher(data: Path, work: Path, name: str, rels: list[str], lms: np.ndarray,
     return {"clean": clean, "masked": masked}
 
 
-def load_eye_teacher(data: Path, work: Path, weights: Path):  # noqa: ANN201
-    """The fine-tuned dlib network that taught the students (not shipped: 22 MB), for comparison."""
+def load_eye_teachers(data: Path, work: Path, weights: list[Path]) -> list:
+    """The fine-tuned dlib networks that taught the students (not shipped: 22 MB each), for comparison."""
     import keras
 
-    mean = teacher_targets(data, [])[2]   # the LFW mean the teacher was trained around
+    mean = teacher_targets(data, [])[2]   # the LFW mean the teachers were trained around
     crop_hw = (D.eyecrop.CROP_H, D.eyecrop.CROP_W)
-    model = embedder_teacher.eye_model(embedder_teacher.parse(embedder_teacher.dlib_xml(work)), mean, keras, crop_hw)
-    model.load_weights(weights)
-    return model
+    layers = embedder_teacher.parse(embedder_teacher.dlib_xml(work))
+    models = []
+    for w in weights:
+        models.append(embedder_teacher.eye_model(layers, mean, keras, crop_hw))
+        models[-1].load_weights(w)
+    return models
+
+
+def teachers_embed(models: list, crops: np.ndarray) -> np.ndarray:
+    """The teachers' summed unit embeddings, normalised: the students' target."""
+    e = sum(embedder_teacher.embed(m, crops) for m in models)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
 
 
 def main() -> int:
@@ -144,8 +153,9 @@ def main() -> int:
     ap.add_argument("--teacher-folds", default="10",
                     help="View 2 folds (of 6-10) to run the slow dlib baseline on, e.g. 10 or 6,7,8,9,10")
     ap.add_argument("--teacher-gt", action="store_true", help="also run dlib on the Georgia Tech faces")
-    ap.add_argument("--eye-teacher", type=Path,
-                    help="also score the eye teacher (its eye_teacher_*.weights.h5 in train_embedder's --work)")
+    ap.add_argument("--eye-teacher", type=Path, nargs="+", default=[],
+                    help="also score the eye teachers (their eye_teacher_*.weights.h5 in train_embedder's "
+                         "--work; several: their summed embedding)")
     ap.add_argument("--json", type=Path, help="write the figures here (default WORK/eval_report.json)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -157,7 +167,7 @@ def main() -> int:
     teacher_folds = tuple(int(f) - 1 for f in a.teacher_folds.split(","))
     assert set(teacher_folds) <= set(TEST_FOLDS), "the baseline is compared on reported (held-out) folds"
     sets = test_sets(a.data, lm, teacher_folds)
-    eye_teacher = load_eye_teacher(a.data, a.work, a.eye_teacher) if a.eye_teacher else None
+    eye_teachers = load_eye_teachers(a.data, a.work, a.eye_teacher)
     report: dict = {}
     for name, s in sets.items():
         lms = lm["landmarks"][[index[r] for r in s["rels"]]]
@@ -167,9 +177,9 @@ def main() -> int:
             path = a.models / m["file"]
             systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean, mirror),
                                                    tflite_embed(path, masked, mirror))
-        if eye_teacher is not None:
-            systems["eye_teacher"] = cosine_scorer(embedder_teacher.embed(eye_teacher, clean),
-                                                   embedder_teacher.embed(eye_teacher, masked))
+        if eye_teachers:
+            systems["eye_teacher"] = cosine_scorer(teachers_embed(eye_teachers, clean),
+                                                   teachers_embed(eye_teachers, masked))
         if not a.no_teacher and (name.startswith("lfw_fold") or (name == "gt" and a.teacher_gt)):
             t = teacher(a.data, a.work, name, s["rels"], lms, a.workers)
             systems["dlib_fullface"] = euclid_scorer(t["clean"], t["masked"])

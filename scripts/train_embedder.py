@@ -8,10 +8,11 @@ models/MODEL_CARD.md), with the gate's ``.venv`` present for the MediaPipe step:
 does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
-3. the eye teacher (scripts/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
-   and fine-tuned on the eye crops (``--teacher-steps``; cached), and its embedding of every crop;
+3. the eye teachers (scripts/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
+   and fine-tuned on the eye crops (``--teachers`` such fine-tunes from different seeds; one in
+   the shipped recipe; cached), and their summed embedding of every crop;
 4. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from
-   dlib's full-face descriptor of the *unmasked* image and from the eye teacher's embedding of the
+   dlib's full-face descriptor of the *unmasked* image and from the eye teachers' embedding of the
    same crop (cosines), plus a CosFace identity margin loss; ``--members`` (2) such students,
    alike but for the seed;
 5. export of the members as one graph (the sum of their unit embeddings) to TFLite float32 and int8
@@ -195,7 +196,7 @@ def train(args: argparse.Namespace, X: np.ndarray, T: np.ndarray, has_t: np.ndar
         with tf.GradientTape() as tape:
             e = tf.math.l2_normalize(model(x, training=True), axis=1)
             lc, ld = distill_cosface(tf, e, t, tw, lab, head, n_classes)
-            loss = lc + args.distill * ld
+            loss = args.cosface * lc + args.distill * ld
             if E is not None:   # the eye teacher's (or earlier students') embedding, mirror-averaged
                 loss += args.ensemble_weight * tf.reduce_mean(1.0 - tf.reduce_sum(e * te, axis=1))
         vars_ = model.trainable_variables + [head]
@@ -358,11 +359,17 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--distill", type=float, default=8.0, help="weight of the distillation loss")
+    ap.add_argument("--cosface", type=float, default=1.0,
+                    help="weight of the CosFace identity loss (0.25 with --ensemble-weight 16: no change)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--teacher-steps", type=int, default=800,
-                    help="steps (batch 64) of fine-tuning dlib's network on eye crops (the eye teacher; "
-                         "longer overfits the training people); 0: no eye teacher")
+                    help="steps (batch 64, each crop at most once) of fine-tuning dlib's network on eye "
+                         "crops (the eye teacher); 0: no eye teacher")
     ap.add_argument("--teacher-lr", type=float, default=3e-4)
+    ap.add_argument("--teachers", type=int, default=1,
+                    help="eye teachers fine-tuned alike from seeds SEED, SEED+1, ...; the students learn "
+                         "their summed embedding (3 teachers of 1600 steps at 1.5e-4 are a far better "
+                         "teacher, but taught students no better: models/MODEL_CARD.md)")
     ap.add_argument("--ensemble", type=Path, nargs="+", default=[],
                     help="output folders of earlier runs: learn their summed embedding of each crop "
                          "(instead of the eye teacher's)")
@@ -438,8 +445,7 @@ def main() -> int:
         if args.ensemble:
             E = ensemble_targets(args.ensemble, X, args.work)
         elif args.teacher_steps > 0:
-            eye = embedder_teacher.fine_tune(args, X, T, has_t, y, len(people), t_mean, dev, args.work)
-            E = embedder_teacher.targets(eye, X, args.work, args)
+            E = embedder_teacher.summed_targets(args, X, T, has_t, y, len(people), t_mean, dev, args.work)
         members = []
         for seed in range(args.seed, args.seed + args.members):
             members.append(train(args, X, T, has_t, y, len(people), dev, seed, E))
