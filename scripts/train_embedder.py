@@ -372,7 +372,8 @@ def main() -> int:
     ap.add_argument("--teachers", type=int, default=1,
                     help="eye teachers fine-tuned alike from seeds SEED, SEED+1, ...; the students learn "
                          "their summed embedding (3 teachers of 1600 steps at 1.5e-4 are a far better "
-                         "teacher, but taught students no better: models/MODEL_CARD.md)")
+                         "teacher; it taught students of the shipped size no better, a wider one more: "
+                         "models/MODEL_CARD.md)")
     ap.add_argument("--ensemble", type=Path, nargs="+", default=[],
                     help="output folders of earlier runs: learn their summed embedding of each crop "
                          "(instead of the eye teacher's)")
