@@ -210,6 +210,12 @@ def embed(model, crops: np.ndarray, batch: int = 256) -> np.ndarray:  # noqa: AN
     return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
+def embed_summed(models: list, crops: np.ndarray) -> np.ndarray:
+    """Several teachers' unit embeddings of ``crops``, summed and normalised: the students' target."""
+    e = sum(embed(m, crops) for m in models)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
 def cache_key(args, X: np.ndarray, seed: int) -> str:  # noqa: ANN001
     """What a teacher depends on: the crops' shape, its steps, learning rate and seed."""
     return hashlib.sha256(f"{X.shape}{args.teacher_steps}{args.teacher_lr}{seed}".encode()).hexdigest()[:12]
@@ -231,15 +237,13 @@ def summed_targets(args, X: np.ndarray, T: np.ndarray, has_t: np.ndarray, y: np.
     layers = parse(dlib_xml(work))
     verify(layers, args.data, keras)
     e = np.zeros(X.shape[:2] + (128,), np.float32)
-    g = m = 0.0
+    models = []
     for seed in range(args.seed, args.seed + args.teachers):
-        model = fine_tune(args, layers, seed, X, T, has_t, y, n_classes, teacher_mean, dev, work)
-        e += targets(model, X, work, args, seed)
-        if dev is not None:
-            g, m = g + embed(model, dev["clean"]), m + embed(model, dev["masked"])
+        models.append(fine_tune(args, layers, seed, X, T, has_t, y, n_classes, teacher_mean, dev, work))
+        e += targets(models[-1], X, work, args, seed)
     if dev is not None:
-        r = summary(*cross_scores(m / np.linalg.norm(m, axis=1, keepdims=True),
-                                  g / np.linalg.norm(g, axis=1, keepdims=True), dev["ids"]))
+        r = summary(*cross_scores(embed_summed(models, dev["masked"]), embed_summed(models, dev["clean"]),
+                                  dev["ids"]))
         log.info("eye teachers (%d, summed): dev masked-vs-unmasked AUC %.4f TAR@1e-2 %.3f @1e-3 %.3f",
                  args.teachers, r["auc"], r["tar_1e-2"], r["tar_1e-3"])
     return e / np.linalg.norm(e, axis=-1, keepdims=True)

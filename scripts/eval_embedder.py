@@ -136,12 +136,6 @@ def load_eye_teachers(data: Path, work: Path, weights: list[Path]) -> list:
     return models
 
 
-def teachers_embed(models: list, crops: np.ndarray) -> np.ndarray:
-    """The teachers' summed unit embeddings, normalised: the students' target."""
-    e = sum(embedder_teacher.embed(m, crops) for m in models)
-    return e / np.linalg.norm(e, axis=1, keepdims=True)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -178,8 +172,8 @@ def main() -> int:
             systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean, mirror),
                                                    tflite_embed(path, masked, mirror))
         if eye_teachers:
-            systems["eye_teacher"] = cosine_scorer(teachers_embed(eye_teachers, clean),
-                                                   teachers_embed(eye_teachers, masked))
+            systems["eye_teacher"] = cosine_scorer(embedder_teacher.embed_summed(eye_teachers, clean),
+                                                   embedder_teacher.embed_summed(eye_teachers, masked))
         if not a.no_teacher and (name.startswith("lfw_fold") or (name == "gt" and a.teacher_gt)):
             t = teacher(a.data, a.work, name, s["rels"], lms, a.workers)
             systems["dlib_fullface"] = euclid_scorer(t["clean"], t["masked"])
