@@ -229,9 +229,9 @@ def summed_targets(args, X: np.ndarray, T: np.ndarray, has_t: np.ndarray, y: np.
     Why several: each fine-tune lands somewhere else near dlib's network, and their errors are
     partly independent. Development (fold 5) masked TAR at FAR 1e-2 / 1e-3: at 1,600 steps and
     1.5e-4, one teacher 0.785-0.799 / 0.521-0.550 (seeds 1234-1236), the sum of the three 0.810 /
-    0.566 (at 800 steps and 3e-4, the shipped recipe's one teacher: 0.748 / 0.471). Yet a student
-    taught by the three ended where one taught by the shipped teacher did (single pass 0.682 vs
-    0.688): the small student, not its teacher, is what limits the shipped model now."""
+    0.566 (at 800 steps and 3e-4, the earlier release's one teacher: 0.748 / 0.471). A student of
+    the earlier size taught by the three ended where one taught by that teacher did (single pass
+    0.682 vs 0.688); the shipped 1.8x wider students learn more from them (0.706 / 0.732)."""
     import keras
 
     layers = parse(dlib_xml(work))
@@ -258,7 +258,8 @@ def fine_tune(args, layers: list[dict], seed: int, X: np.ndarray, T: np.ndarray,
     CosFace margin over the training people, whose class centres start at their mean descriptor
     (a random head would first drag the pretrained network toward noise). Adam, a low learning
     rate, each training crop seen at most once: dev masked TAR at FAR 1e-2 (seed 1234) 0.748 after
-    800 steps at 3e-4 (the shipped recipe), 0.783 after 1,200 at 2e-4, 0.788 after 1,600 at 1.5e-4;
+    800 steps at 3e-4 (the earlier release), 0.783 after 1,200 at 2e-4, 0.788 after 1,600 at 1.5e-4
+    (the shipped recipe);
     6,448 steps at 3e-4 (4 passes) fitted the training people and fell to 0.67."""
     import tensorflow as tf
     import keras

@@ -9,7 +9,7 @@ does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
 3. the eye teachers (scripts/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
-   and fine-tuned on the eye crops (``--teachers`` such fine-tunes from different seeds; one in
+   and fine-tuned on the eye crops (``--teachers`` such fine-tunes from different seeds, three in
    the shipped recipe; cached), and their summed embedding of every crop;
 4. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from
    dlib's full-face descriptor of the *unmasked* image and from the eye teachers' embedding of the
@@ -123,12 +123,12 @@ def teacher_targets(data: Path, rels: list[str]) -> tuple[np.ndarray, np.ndarray
 
 # ---------------------------------------------------------------- model
 
-def build_model(tf, keras, channels: tuple[int, ...] = (16, 32, 32, 64, 64, 128, 128)):  # noqa: ANN001
+def build_model(tf, keras, channels: tuple[int, ...]):  # noqa: ANN001
     """A small plain CNN (3x3 convs, residual where shapes allow), global depthwise pooling, 128-D.
 
     Plain convolutions rather than MobileFaceNet's depthwise-separable blocks: on the two-core
     training machine TensorFlow ran them 2.6x faster per step (1.6 s vs 4.3 s a batch of 256), and on
-    a Pi the whole network is still only about 20 M multiply-adds.
+    a Pi one student is still only 19 M multiply-adds (36 M at the shipped width).
     """
     L = keras.layers
 
@@ -357,23 +357,22 @@ def main() -> int:
                     help="if > 0, fewer epochs when the measured speed would overrun this many minutes")
     ap.add_argument("--aug", type=int, default=16, help="augmented crops per training image (half masked)")
     ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--channels", default="16,32,32,64,64,128,128",
-                    help="the student's seven 3x3 layers (24,44,44,90,90,180,180: 1.8x the parameters, "
-                         "half the shipped pair's time for one, and learns more from a strong teacher)")
+    ap.add_argument("--channels", default="24,44,44,90,90,180,180",
+                    help="the student's seven 3x3 layers (the shipped width; 16,32,32,64,64,128,128, "
+                         "the earlier releases', learnt no more from the three teachers than from one)")
     ap.add_argument("--lr", type=float, default=4e-3)
     ap.add_argument("--distill", type=float, default=8.0, help="weight of the distillation loss")
     ap.add_argument("--cosface", type=float, default=1.0,
                     help="weight of the CosFace identity loss (0.25 with --ensemble-weight 16: no change)")
     ap.add_argument("--seed", type=int, default=1234)
-    ap.add_argument("--teacher-steps", type=int, default=800,
+    ap.add_argument("--teacher-steps", type=int, default=1600,
                     help="steps (batch 64, each crop at most once) of fine-tuning dlib's network on eye "
                          "crops (the eye teacher); 0: no eye teacher")
-    ap.add_argument("--teacher-lr", type=float, default=3e-4)
-    ap.add_argument("--teachers", type=int, default=1,
+    ap.add_argument("--teacher-lr", type=float, default=1.5e-4)
+    ap.add_argument("--teachers", type=int, default=3,
                     help="eye teachers fine-tuned alike from seeds SEED, SEED+1, ...; the students learn "
-                         "their summed embedding (3 teachers of 1600 steps at 1.5e-4 are a far better "
-                         "teacher; it taught students of the shipped size no better, a wider one more: "
-                         "models/MODEL_CARD.md)")
+                         "their summed embedding (one teacher of 800 steps at 3e-4 taught the earlier "
+                         "release: models/MODEL_CARD.md)")
     ap.add_argument("--ensemble", type=Path, nargs="+", default=[],
                     help="output folders of earlier runs: learn their summed embedding of each crop "
                          "(instead of the eye teacher's)")
