@@ -128,7 +128,7 @@ def build_model(tf, keras, channels: tuple[int, ...]):  # noqa: ANN001
 
     Plain convolutions rather than MobileFaceNet's depthwise-separable blocks: on the two-core
     training machine TensorFlow ran them 2.6x faster per step (1.6 s vs 4.3 s a batch of 256), and on
-    a Pi one student is still only 19 M multiply-adds (36 M at the shipped width).
+    a Pi one student of the shipped width is only 36 M multiply-adds (the earlier releases' 19 M).
     """
     L = keras.layers
 
