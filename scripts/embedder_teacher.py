@@ -259,8 +259,7 @@ def fine_tune(args, layers: list[dict], seed: int, X: np.ndarray, T: np.ndarray,
     (a random head would first drag the pretrained network toward noise). Adam, a low learning
     rate, each training crop seen at most once: dev masked TAR at FAR 1e-2 (seed 1234) 0.748 after
     800 steps at 3e-4 (the earlier release), 0.783 after 1,200 at 2e-4, 0.788 after 1,600 at 1.5e-4
-    (the shipped recipe);
-    6,448 steps at 3e-4 (4 passes) fitted the training people and fell to 0.67."""
+    (the shipped recipe); 6,448 steps at 3e-4 (4 passes) fitted the training people and fell to 0.67."""
     import tensorflow as tf
     import keras
 
