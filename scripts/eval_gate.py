@@ -8,6 +8,7 @@ runs on the stretch that starts ``--lead-s`` before the person acts, with that a
 challenge. Figures:
 
 - grants of the right person, wrong-person grants, denials and their reasons;
+- the same attempts as if the person were not enrolled: how often anyone else would be let in;
 - first face -> relay on (clip time): what a resident waits, including their own action;
 - action done -> relay on (clip time): what the gate adds after the person has answered;
 - compute per frame (wall clock: landmarks + the gate's own turn) on this machine.
@@ -190,8 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     ar = med_p90([r["action_to_relay_s"] for r in right])
     turn = med_p90([r["turn_ms_median"] for r in rows if r["turn_ms_median"] is not None])
     lmm = med_p90(lm_ms)
+    threshold = cfg.match.threshold or embedder.threshold
+    # The same fused probes against everyone else: had this person not been enrolled, the gate would
+    # have let in whoever scored best among the others if that score reached the threshold.
+    others = [r["runner_up"] for r in rows if r["runner_up"] is not None]
+    unenrolled = sum(o >= threshold for o in others)
     summary = {"people": people, "attempts": len(rows), "granted_right": len(right), "granted_wrong": len(wrong),
                "denied": len(denied), "denied_reasons": dict(reasons),
+               "unenrolled_would_grant": unenrolled, "others_best_max": round(max(others, default=0.0), 3),
                "first_face_to_relay_s_median": round(ff[0], 3), "first_face_to_relay_s_p90": round(ff[1], 3),
                "action_to_relay_s_median": round(ar[0], 3), "action_to_relay_s_p90": round(ar[1], 3),
                "landmarks_ms_median": round(lmm[0], 2), "gate_turn_ms_median": round(turn[0], 2),
@@ -213,10 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if agree:
         print(f"before/after agreement (cosine of the means; the gate needs {AGREEMENT_MIN}): "
               f"min {agree[0]:.2f}, median {statistics.median(agree):.2f}, max {agree[-1]:.2f}")
-    others = [r["runner_up"] for r in rows if r["runner_up"] is not None]
     if others:
-        print(f"best score of anyone else enrolled (the margin against a wrong grant): max {max(others):.2f}, "
-              f"median {statistics.median(others):.2f}; threshold {cfg.match.threshold or embedder.threshold:.3f}")
+        print(f"best score of anyone else enrolled (the margin against a wrong grant): max {max(others):.3f}, "
+              f"median {statistics.median(others):.2f}; threshold {threshold:.3f}")
+        print(f"had the person not been enrolled, someone else would have been let in: {unenrolled} of "
+              f"{len(others)} attempts")
     print(f"compute per frame here: landmarks {lmm[0]:.1f} ms median, the gate's own turn {turn[0]:.2f} ms")
     return 0
 

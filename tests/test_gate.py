@@ -265,4 +265,4 @@ def test_eval_gate_script_on_one_clip() -> None:
     *rows, summary = [json.loads(line) for line in r.stdout.splitlines()]
     assert summary["people"] == 1 and summary["attempts"] == len(rows) == 3
     assert {row["clip"] for row in rows} == {"d13"} and all(row["granted"] for row in rows)
-    assert summary["granted_wrong"] == 0
+    assert summary["granted_wrong"] == 0 and summary["unenrolled_would_grant"] == 0   # no one else enrolled
