@@ -109,8 +109,11 @@ class EmbedConfig:
 class MatchConfig:
     """1:N search and the decision threshold."""
 
-    # 0 means the threshold calibrated in models/manifest.toml.
+    # 0 means the threshold calibrated in models/manifest.toml, raised with the number of people
+    # enrolled so that a stranger is let in on at most ``stranger_rate`` of attempts; a number here
+    # fixes the threshold whatever the number of people.
     threshold: float = check(0.0, lambda v: 0 <= v < 1, "between 0 and 1 (0: use the manifest's)")
+    stranger_rate: float = check(1e-3, lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.001")
     frames: int = check(3, lambda v: 1 <= v <= 30, "between 1 and 30")
 
 

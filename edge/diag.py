@@ -434,10 +434,17 @@ def check_vault(ctx: Context) -> Finding:
     templates = sum(p.templates for p in people)
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
-    from edge.embed import installed_space
+    from edge.embed import installed_space, load_spec
+    from edge.match import threshold_for
 
     space = installed_space(ctx.cfg.embed.model)
     stale = v.stale_for(space) if space is not None else None
+    reached = True
+    if space is not None and people:
+        spec = load_spec(ctx.cfg.embed.model)
+        t, reached = threshold_for(len(people), spec.threshold, spec.tail, ctx.cfg.match.stranger_rate,
+                                   ctx.cfg.match.threshold)
+        detail += f"; decision threshold {t:.3f}"
     if stale:
         return _fail(f"{detail}; {stale}", "the gate grants nobody until then: remove everyone "
                      "(`maskgate templates remove ID`) and enrol them again with this model")
@@ -448,6 +455,11 @@ def check_vault(ctx: Context) -> Finding:
     if backlog:
         return _warn(f"{detail}, {len(backlog)} past expiry or retention",
                      "`maskgate templates purge` removes them (the gate already refuses them)")
+    if not reached:
+        return _warn(f"{detail}: with {who} the model lets strangers in more often than "
+                     f"match.stranger_rate = {ctx.cfg.match.stranger_rate:g}",
+                     "the model card gives the rate for this many people; keep one gate's list to the "
+                     "people who use that gate, or accept a higher match.stranger_rate knowingly")
     if not people:
         return _warn(detail, "enrol someone: `maskgate enroll NAME --from camera --consent TEXT`")
     return _ok(detail)

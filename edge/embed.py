@@ -58,6 +58,9 @@ class ModelSpec:
     threshold: float
     mirror_average: bool = False
     space: str = ""   # which embedding function: templates only compare within one (see ``space_of``)
+    # (false-accept rate of one comparison, threshold) on development data: how the gate raises its
+    # threshold as more people are enrolled (edge.match.threshold_for); empty: the threshold only.
+    tail: tuple[tuple[float, float], ...] = ()
 
 
 def space_of(manifest: dict) -> str:
@@ -85,7 +88,9 @@ def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
         return ModelSpec(d / e["file"], str(e["sha256"]).lower(), int(m["input"]["height"]),
                          int(m["input"]["width"]), float(m["input"]["mean"]), float(m["input"]["std"]),
                          int(m["output"]["dim"]), float(e["threshold"]),
-                         bool(m["input"].get("mirror_average", False)), space_of(m))
+                         bool(m["input"].get("mirror_average", False)), space_of(m),
+                         tuple(zip(map(float, e.get("tail_far", [])), map(float, e.get("tail_threshold", [])),
+                                   strict=True)))
     except FileNotFoundError:
         raise ModelError(f"model manifest {mpath} is missing (reinstall maskgate or set MASKGATE_MODELS)") from None
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
@@ -142,6 +147,7 @@ class Embedder:
         self.spec = spec
         self.dim = spec.dim
         self.threshold = spec.threshold
+        self.tail = spec.tail
         self.space = spec.space
         self._it = _interpreter(spec.path, cfg.threads)
         inp = self._it.get_input_details()[0]

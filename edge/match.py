@@ -9,6 +9,8 @@ and one blurred frame cannot keep it shut.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,6 +88,35 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
     """Cosine similarity of two vectors."""
     return float(np.dot(_normalise(np.asarray(a, np.float32)), _normalise(np.asarray(b, np.float32))))
+
+
+def threshold_for(people: int, base: float, tail: Sequence[tuple[float, float]],
+                  stranger_rate: float, fixed: float = 0.0) -> tuple[float, bool]:
+    """The cosine a fused score must reach so that someone not enrolled, facing ``people`` enrolled
+    people, is let in on at most ``stranger_rate`` of attempts (as measured on the model's
+    development data), and whether the model's calibration reaches that far.
+
+    Each of the N people is a chance of a false accept, so each comparison may false-accept at most
+    ``stranger_rate / N`` (the union bound). ``tail`` is the manifest's calibration: (false-accept
+    rate of one comparison, threshold) points; between them the threshold is interpolated in
+    log(rate). It never falls below ``base`` (the manifest's threshold) and, past the rarest
+    calibrated rate, stays at that point's threshold and reports False: the gate then admits
+    strangers more often than asked and says so. A ``fixed`` threshold (the installer's
+    ``match.threshold``) overrides all of this.
+    """
+    if fixed:
+        return fixed, True
+    points = sorted((float(f), float(t)) for f, t in tail if f > 0)
+    if not points:
+        return base, True
+    need = stranger_rate / max(1, people)
+    if need <= points[0][0]:
+        return max(base, points[0][1]), need >= points[0][0] * (1 - 1e-9)
+    for (f0, t0), (f1, t1) in zip(points, points[1:]):
+        if f0 <= need <= f1:
+            w = (math.log(need) - math.log(f0)) / (math.log(f1) - math.log(f0))
+            return max(base, t0 + w * (t1 - t0)), True
+    return max(base, points[-1][1]), True
 
 
 def decide(match: Match, threshold: float) -> bool:

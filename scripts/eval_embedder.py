@@ -11,7 +11,12 @@ bare-faced, seen masked); masked vs masked. Masks are synthetic (MaskTheFace pho
 landmarks); no real-mask set exists here. The dlib teacher (the full-face baseline) is scored with
 its own rule (Euclidean distance) on the same images masked with the same draw; it is slow on a small
 CPU (about 0.3-1 s an image), so by default it runs on fold 10 and the student is reported on the
-same fold beside it (``--teacher-folds 6,7,8,9,10`` for all). Prints a table and writes JSON.
+same fold beside it (``--teacher-folds 6,7,8,9,10`` for all).
+
+Then the gate's own question on Georgia Tech (``open_set``): N people enrolled from 5 bare-faced
+photos each, one of them seen masked, or a stranger seen masked; at the threshold the gate uses for N
+people (edge.match.threshold_for) and at the model's fixed one, how often is the right person let in
+and how often the stranger? Prints tables and writes JSON.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from edge.match import threshold_for  # noqa: E402
 import embedder_data as D  # noqa: E402
 import embedder_teacher  # noqa: E402
 from embedder_metrics import summary  # noqa: E402
@@ -136,6 +143,41 @@ def load_eye_teachers(data: Path, work: Path, weights: list[Path]) -> list:
     return models
 
 
+def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float,
+             tail: list[tuple[float, float]], stranger_rate: float, sizes: tuple[int, ...] = (1, 5, 10, 20, 49),
+             templates: int = 5, trials: int = 2000, seed: int = 0) -> list[dict]:
+    """Single masked photos against N people's bare-faced templates (best template a person, as
+    edge/match.py scores them), N + 1 people drawn at random per trial: one masked probe of an
+    enrolled person (right = the best match is them and reaches the threshold) and every masked
+    photo of the one left out (stranger = anyone reaches it). No frame fusion, so harder than a gate."""
+    rng = np.random.default_rng(seed)
+    people = np.unique(ids)
+    rows = []
+    for n in sizes:
+        if n + 1 > len(people):
+            continue
+        t_n, reached = threshold_for(n, base, tail, stranger_rate)
+        counts = {t: [0, 0] for t in (t_n, base)}   # right, strangers let in
+        shown = 0
+        for _ in range(trials):
+            pick = rng.choice(people, n + 1, replace=False)
+            rows_of = [rng.permutation(np.flatnonzero(ids == p)) for p in pick[1:]]
+            gallery = np.concatenate([clean[r[:templates]] for r in rows_of])
+            owner = np.repeat(np.arange(n), [len(r[:templates]) for r in rows_of])
+            k = rng.integers(n)
+            probe = masked[rng.choice(rows_of[k][templates:])] @ gallery.T
+            strangers = (masked[ids == pick[0]] @ gallery.T).max(axis=1)
+            shown += len(strangers)
+            for t, c in counts.items():
+                c[0] += int(owner[probe.argmax()] == k and probe.max() >= t)
+                c[1] += int((strangers >= t).sum())
+        rows.append({"people": n, "threshold": round(t_n, 4), "calibrated": reached,
+                     "right": counts[t_n][0] / trials, "stranger": counts[t_n][1] / shown,
+                     "right_fixed": counts[base][0] / trials, "stranger_fixed": counts[base][1] / shown,
+                     "fixed_threshold": base, "trials": trials, "stranger_photos": shown})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
@@ -151,6 +193,7 @@ def main() -> int:
                     help="also score the eye teachers (their eye_teacher_*.weights.h5 in train_embedder's "
                          "--work; several: their summed embedding)")
     ap.add_argument("--json", type=Path, help="write the figures here (default WORK/eval_report.json)")
+    ap.add_argument("--stranger-rate", type=float, default=1e-3, help="the gate's match.stranger_rate")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     a.work.mkdir(parents=True, exist_ok=True)
@@ -166,11 +209,11 @@ def main() -> int:
     for name, s in sets.items():
         lms = lm["landmarks"][[index[r] for r in s["rels"]]]
         clean, masked, _, _ = make_crops(a.data, s["rels"], lms, 0, a.workers)
-        systems = {}
+        systems, embedded = {}, {}
         for kind, m in manifest["models"].items():
             path = a.models / m["file"]
-            systems[f"eye_{kind}"] = cosine_scorer(tflite_embed(path, clean, mirror),
-                                                   tflite_embed(path, masked, mirror))
+            embedded[kind] = tflite_embed(path, clean, mirror), tflite_embed(path, masked, mirror)
+            systems[f"eye_{kind}"] = cosine_scorer(*embedded[kind])
         if eye_teachers:
             systems["eye_teacher"] = cosine_scorer(embedder_teacher.embed_summed(eye_teachers, clean),
                                                    embedder_teacher.embed_summed(eye_teachers, masked))
@@ -182,6 +225,11 @@ def main() -> int:
         for sysname, scorer in systems.items():
             sc = pair_scores(scorer, s["pairs"], s["ids"])
             report[name][sysname] = {k: summary(*v) for k, v in sc.items()}
+        if name == "gt":
+            m = manifest["models"][manifest["default"]]
+            tail = list(zip(m.get("tail_far", []), m.get("tail_threshold", [])))
+            report[name]["open_set"] = open_set(*embedded[manifest["default"]], s["ids"], float(m["threshold"]),
+                                                tail, a.stranger_rate)
     print_table(report)
     out = a.json or a.work / "eval_report.json"
     out.write_text(json.dumps(report, indent=2))
@@ -211,6 +259,16 @@ def markdown(report: dict) -> str:
                     lines.append(f"| {sysname} | {st} | {m['auc']:.4f} | {m['eer']:.3f} | {m['tar_1e-2']:.3f} "
                                  f"| {m['tar_1e-3']:.3f} | {m['impostor']:,} |")
         lines.append("")
+        if r.get("open_set"):
+            lines += ["**The gate's question** (" + _title(name) + ", default model; single masked photos vs 5 "
+                      "bare-faced templates a person)", "",
+                      "| people enrolled | gate threshold | right person let in | stranger let in "
+                      "| at the fixed threshold: right | stranger |", "|---|---|---|---|---|---|"]
+            for o in r["open_set"]:
+                lines.append(f"| {o['people']} | {o['threshold']:.3f}{'' if o['calibrated'] else ' (uncalibrated)'} "
+                             f"| {o['right']:.1%} | {o['stranger']:.2%} | {o['right_fixed']:.1%} "
+                             f"| {o['stranger_fixed']:.2%} |")
+            lines.append("")
     return "\n".join(lines)
 
 
@@ -227,6 +285,14 @@ def print_table(report: dict) -> None:
                 m = v[setting]
                 print(f"{sysname:<15}{setting:<14}{m['auc']:>8.4f}{m['eer']:>8.4f}{m['tar_1e-2']:>10.3f}"
                       f"{m['tar_1e-3']:>10.3f}{m['impostor']:>12d}")
+        if r.get("open_set"):
+            fixed = r["open_set"][0]["fixed_threshold"]
+            print(f"\nthe gate's question, {title}: a masked photo vs N people's 5 bare-faced templates")
+            print(f"{'people':>7}{'threshold':>11}{'right in':>10}{'stranger in':>13}"
+                  f"{'right @' + format(fixed, '.3f'):>14}{'stranger @' + format(fixed, '.3f'):>17}")
+            for o in r["open_set"]:
+                print(f"{o['people']:>7}{o['threshold']:>10.3f}{' ' if o['calibrated'] else '*'}"
+                      f"{o['right']:>10.1%}{o['stranger']:>13.2%}{o['right_fixed']:>14.1%}{o['stranger_fixed']:>17.2%}")
 
 
 if __name__ == "__main__":

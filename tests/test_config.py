@@ -38,6 +38,7 @@ def test_values_are_read(tmp_path: Path) -> None:
     ("[liveness]\nchallenges = ['smile']\n", "liveness.challenges"),
     ("[door]\nrelay_active_high = 1\n", "door.relay_active_high"),
     ("camera = 3\n", "[camera]"),
+    ("[match]\nstranger_rate = 0\n", "match.stranger_rate"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, named: str) -> None:
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):

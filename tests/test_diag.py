@@ -242,7 +242,23 @@ def test_vault_with_people_is_ok(state: Path) -> None:
     Vault.open(state).add("Ann", [unit(seed=1), unit(seed=2)], consent="form 12", space=SPACE)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "ok", f
-    assert "1 person, 2 templates" in f.detail
+    assert "1 person, 2 templates" in f.detail and f"decision threshold {load_spec().threshold:.3f}" in f.detail
+
+
+def test_vault_too_big_for_the_stranger_rate_warns(state: Path) -> None:
+    """Every person enrolled is one more chance for a stranger; past what the model was calibrated
+    for, diag says the gate cannot hold match.stranger_rate."""
+    from edge.vault import Vault
+
+    v = Vault.open(state)
+    for i in range(3):
+        v.add(f"P{i}", [unit(seed=i)], consent="form 12", space=SPACE)
+    f = diag.check_vault(ctx_for(state))
+    assert f.status == "ok" and "decision threshold" in f.detail, f
+    f = diag.check_vault(ctx_for(state, "[match]\nstranger_rate = 1e-5\n"))
+    assert f.status == "warn" and "strangers in more often than match.stranger_rate = 1e-05" in f.detail, f
+    rarest = load_spec().tail[-1][1]
+    assert f"decision threshold {rarest:.3f}" in f.detail
 
 
 def test_vault_of_another_model_fails_with_a_hint(state: Path) -> None:

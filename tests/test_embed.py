@@ -48,6 +48,22 @@ def test_manifest_describes_the_shipped_models():
     assert embed.load_spec("int8").path.stat().st_size <= 2 * 1024 * 1024
 
 
+def test_manifest_calibrates_rarer_false_accepts_for_bigger_galleries(tmp_path):
+    """Each model's tail starts at its threshold (FAR 1e-3) and climbs as the rate falls; a tail
+    whose two lists differ in length is a damaged manifest, refused like any other."""
+    for kind in ("float", "int8"):
+        spec = embed.load_spec(kind)
+        fars, ts = zip(*spec.tail)
+        assert fars[0] == 1e-3 and min(fars) <= 1e-5 and ts[0] == spec.threshold
+        assert list(fars) == sorted(fars, reverse=True) and list(ts) == sorted(ts) and ts[-1] < 1
+    models = tmp_path / "models"
+    shutil.copytree(embed.models_dir(), models)
+    manifest = models / embed.MANIFEST
+    manifest.write_text(manifest.read_text().replace("tail_far = [0.001, ", "tail_far = ["))
+    with pytest.raises(ModelError, match="damaged"):
+        embed.load_spec("int8", models)
+
+
 def test_embeddings_are_unit_vectors_of_the_manifest_dimension(vectors):
     e, out = vectors
     v = out["d10"][0]

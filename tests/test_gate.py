@@ -186,6 +186,29 @@ def test_templates_of_another_model_grant_nobody_and_say_why(demo_footage: list,
     assert any(d["granted"] for d in events.of("decision")), events.of("decision")
 
 
+def test_the_threshold_rises_with_the_people_enrolled(demo_footage: list, tmp_path: Path) -> None:
+    """Ten people enrolled: a stranger has ten chances, so the gate asks each comparison for the
+    model's FAR 1e-4 point instead of its 1e-3 threshold, and the enrolled person still gets in."""
+    from edge.embed import Embedder
+    from edge.vault import Vault
+
+    embedder = Embedder(Config().embed)
+    with Landmarker(max_faces=1, static=True) as lm:
+        embs = [embedder.embed_face(im, lm.detect(im)[0]) for im in
+                (np.ascontiguousarray(cv2.imread(str(p))[:, :, ::-1]) for p in sorted(ENROLL.glob("*.jpg"))[:4])]
+    vault = Vault.open(tmp_path)
+    vault.add("Demo Person", embs, "signed form #1", space=embedder.space)
+    rng = np.random.default_rng(3)
+    for i in range(9):
+        v = rng.standard_normal((2, embedder.dim)).astype(np.float32)
+        vault.add(f"Neighbour {i}", list(v / np.linalg.norm(v, axis=1, keepdims=True)), "form", space=embedder.space)
+    gate, events = run_gate(tmp_path, demo_footage)
+    at_1e4 = dict(embedder.tail)[1e-4]
+    assert gate.threshold == pytest.approx(at_1e4) and at_1e4 > embedder.threshold + 0.05
+    granted = [d for d in events.of("decision") if d["granted"]]
+    assert granted and granted[0]["who"] == "Demo Person" and granted[0]["score"] >= gate.threshold
+
+
 def test_a_fault_inside_a_stage_denies_and_keeps_the_door_locked(enrolled_state: Path,
                                                                    demo_footage: list) -> None:
     class BrokenEmbedder:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.match import Gallery, Match, cosine, decide
+from edge.match import Gallery, Match, cosine, decide, threshold_for
 
 
 def unit(rng: np.random.Generator, n: int, dim: int = 128) -> np.ndarray:
@@ -62,6 +62,39 @@ def test_empty_gallery_matches_nobody() -> None:
 def test_decide_uses_the_threshold() -> None:
     assert decide(Match("a", 0.61, 0.2), 0.6)
     assert not decide(Match("a", 0.59, 0.2), 0.6)
+
+
+# The shipped int8 model's calibration (models/manifest.toml): one comparison's false-accept rate -> cosine.
+TAIL = ((1e-3, 0.5853), (3e-4, 0.6386), (1e-4, 0.6809), (3e-5, 0.7169), (1e-5, 0.7456))
+
+
+def test_one_person_enrolled_keeps_the_models_threshold() -> None:
+    assert threshold_for(1, 0.5853, TAIL, 1e-3) == (0.5853, True)
+    assert threshold_for(0, 0.5853, TAIL, 1e-3) == (0.5853, True)
+
+
+def test_the_threshold_rises_with_the_people_a_stranger_is_compared_with() -> None:
+    """Ten people: each comparison may false-accept a tenth as often, the 1e-4 point."""
+    assert threshold_for(10, 0.5853, TAIL, 1e-3) == (pytest.approx(0.6809), True)
+    assert threshold_for(100, 0.5853, TAIL, 1e-3) == (pytest.approx(0.7456), True)
+    # between calibrated points: interpolated in log(rate), so 5 people sit between 3e-4 and 1e-4
+    t5, ok = threshold_for(5, 0.5853, TAIL, 1e-3)
+    w = np.log(2e-4 / 3e-4) / np.log(1e-4 / 3e-4)
+    assert ok and t5 == pytest.approx(0.6386 + w * (0.6809 - 0.6386))
+    ts = [threshold_for(n, 0.5853, TAIL, 1e-3)[0] for n in range(1, 101)]
+    assert ts == sorted(ts) and len(set(ts)) > 90
+
+
+def test_past_the_rarest_calibrated_rate_it_stays_there_and_says_so() -> None:
+    assert threshold_for(101, 0.5853, TAIL, 1e-3) == (0.7456, False)
+    assert threshold_for(5000, 0.5853, TAIL, 1e-3) == (0.7456, False)
+    assert threshold_for(5000, 0.5853, TAIL, 0.5) == (pytest.approx(0.6809), True)   # an installer's choice
+
+
+def test_never_below_the_models_threshold_and_fixed_wins() -> None:
+    assert threshold_for(1, 0.5853, TAIL, 1e-2) == (0.5853, True)   # a laxer rate than calibrated: no lower
+    assert threshold_for(500, 0.5853, TAIL, 1e-3, fixed=0.62) == (0.62, True)
+    assert threshold_for(500, 0.5853, (), 1e-3) == (0.5853, True)   # a manifest without a tail
 
 
 def test_unnormalised_inputs_are_normalised() -> None:
