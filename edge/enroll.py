@@ -267,7 +267,31 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
            operator=operator, expires=expires)
+    alike = look_alike(vault, pid, [c.embedding for c in chosen], cfg, embedder)
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
-               "good_frames": len(cands), "frames": sum(r.frames for r in reports)},
+               "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
               f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")
+    if alike:
+        out.text(f"warning: {name} resembles {alike['name']} to this model ({alike['score']:.2f}, the gate's "
+                 f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
+                 "person under two names, remove one (maskgate templates remove)")
     return 0
+
+
+def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, embedder: Any) -> dict | None:
+    """The enrolled person whom the new one most resembles, when their closest templates reach the
+    gate's threshold: the same person enrolled twice, or relatives the model cannot tell apart."""
+    from edge.match import Gallery, threshold_for
+
+    ids, rows = vault.gallery()
+    keep = [i for i, p in enumerate(ids) if p != pid]
+    if not keep:
+        return None
+    others = Gallery([ids[i] for i in keep], rows[keep])
+    best = others.person_scores(vault.protect(np.stack(embeddings))).max(axis=0)
+    k = int(np.argmax(best))
+    t, _ = threshold_for(len(others.people) + 1, embedder.threshold, getattr(embedder, "tail", ()),
+                         cfg.match.stranger_rate, cfg.match.threshold)
+    if best[k] < t:
+        return None
+    return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}

@@ -111,6 +111,7 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
     assert r.returncode == 0, r.stderr
     [done] = [e for e in r.json_lines() if "enrolled" in e]
     assert done["enrolled"] and 2 <= done["templates"] <= 5 and done["good_frames"] == 6
+    assert done["look_alike"] is None   # nobody else enrolled
     r = maskgate("templates", "list", "--json", "--state", state, env=ENV)
     [p] = r.json_lines()
     assert (p["id"], p["name"], p["templates"]) == (done["person"], "Demo Person", done["templates"])
@@ -118,6 +119,16 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
     r = maskgate("enroll", "Demo Person", "--from", ROOT / "edge/demo/enroll", "--consent", "again",
                  "--state", state, env=ENV)
     assert r.returncode == 2 and "already enrolled" in r.stderr
+    # someone else: no warning
+    faces = ROOT / "tests" / "fixtures" / "faces"
+    r = maskgate("enroll", "Other Person", "--from", faces / "d12_010.jpg", faces / "d12_060.jpg",
+                 faces / "d12_060_masked.jpg", "--consent", "form 3", "--json", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert r.json_lines()[-1]["look_alike"] is None
+    # the same face under another name is enrolled, with a warning that names the look-alike
+    r = maskgate("enroll", "D. Person", "--from", *DEMO, "--consent", "form 2", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    assert "warning: D. Person resembles Demo Person" in r.stdout and "templates remove" in r.stdout
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
