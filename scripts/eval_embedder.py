@@ -151,7 +151,8 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
     enrolled person (right = the best match is them and reaches the threshold) and every masked
     photo of the one left out (stranger = anyone reaches it). No frame fusion, so harder than a gate."""
     rng = np.random.default_rng(seed)
-    people = np.unique(ids)
+    names, counts = np.unique(ids, return_counts=True)
+    people = names[counts > templates]   # enrolled from some photos, seen in another
     rows = []
     for n in sizes:
         if n + 1 > len(people):
