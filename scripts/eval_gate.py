@@ -194,10 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     lmm = med_p90(lm_ms)
     threshold = threshold_for(people, embedder.threshold, embedder.tail, cfg.match.stranger_rate,
                               cfg.match.threshold)[0]   # what each attempt's gate used
-    # The same fused probes against everyone else: had this person not been enrolled, the gate would
-    # have let in whoever scored best among the others if that score reached the threshold.
+    # The same fused probes against everyone else: had this person not been enrolled, the gate (then
+    # with one person fewer, so a threshold a little lower) would have let in whoever scored best
+    # among the others if that score reached it.
+    without = threshold_for(people - 1, embedder.threshold, embedder.tail, cfg.match.stranger_rate,
+                            cfg.match.threshold)[0]
     others = [r["runner_up"] for r in rows if r["runner_up"] is not None]
-    unenrolled = sum(o >= threshold for o in others)
+    unenrolled = sum(o >= without for o in others)
     summary = {"people": people, "attempts": len(rows), "granted_right": len(right), "granted_wrong": len(wrong),
                "denied": len(denied), "denied_reasons": dict(reasons),
                "unenrolled_would_grant": unenrolled, "others_best_max": round(max(others, default=0.0), 3),
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"best score of anyone else enrolled (the margin against a wrong grant): max {max(others):.3f}, "
               f"median {statistics.median(others):.2f}; threshold {threshold:.3f}")
         print(f"had the person not been enrolled, someone else would have been let in: {unenrolled} of "
-              f"{len(others)} attempts")
+              f"{len(others)} attempts (threshold {without:.3f} for {people - 1} people)")
     print(f"compute per frame here: landmarks {lmm[0]:.1f} ms median, the gate's own turn {turn[0]:.2f} ms")
     return 0
 
