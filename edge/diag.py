@@ -32,7 +32,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from edge.config import Config
-from edge.errors import CameraError, ConfigError, MaskgateError
+from edge.errors import CameraError, ConfigError, MaskgateError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,6 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
 
 def _models_with(embed: ModuleType, ctx: Context) -> Finding:
     from edge.config import tomllib
-    from edge.errors import ModelError
 
     reinstall = ("reinstall the models from the release (`bash scripts/setup.sh`, or copy models/ from the "
                  "installer); never edit a model file or its manifest by hand")
@@ -434,14 +433,16 @@ def check_vault(ctx: Context) -> Finding:
     templates = sum(p.templates for p in people)
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
-    from edge.embed import installed_space, load_spec
+    from edge.embed import load_spec
     from edge.match import threshold_for
 
-    space = installed_space(ctx.cfg.embed.model)
-    stale = v.stale_for(space) if space is not None else None
-    reached = True
-    if space is not None and people:
+    try:
         spec = load_spec(ctx.cfg.embed.model)
+    except ModelError:
+        spec = None   # no comparison against the model then; ``diag models`` says why
+    stale = v.stale_for(spec.space) if spec is not None else None
+    reached = True
+    if spec is not None and people:
         t, reached = threshold_for(len(people), spec.threshold, spec.tail, ctx.cfg.match.stranger_rate,
                                    ctx.cfg.match.threshold)
         detail += f"; decision threshold {t:.3f}"

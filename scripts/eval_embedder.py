@@ -34,6 +34,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+from edge.embed import load_spec  # noqa: E402
 from edge.match import threshold_for  # noqa: E402
 import embedder_data as D  # noqa: E402
 import embedder_teacher  # noqa: E402
@@ -144,7 +145,7 @@ def load_eye_teachers(data: Path, work: Path, weights: list[Path]) -> list:
 
 
 def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float,
-             tail: list[tuple[float, float]], stranger_rate: float, sizes: tuple[int, ...] = (1, 5, 10, 20, 49),
+             tail: tuple[tuple[float, float], ...], stranger_rate: float, sizes: tuple[int, ...] = (1, 5, 10, 20, 49),
              templates: int = 5, trials: int = 2000, seed: int = 0) -> list[dict]:
     """Single masked photos against N people's bare-faced templates (best template a person, as
     edge/match.py scores them), N + 1 people drawn at random per trial: one masked probe of an
@@ -158,7 +159,7 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
         if n + 1 > len(people):
             continue
         t_n, reached = threshold_for(n, base, tail, stranger_rate)
-        counts = {t: [0, 0] for t in (t_n, base)}   # right, strangers let in
+        tally = {t: [0, 0] for t in (t_n, base)}   # right, strangers let in
         shown = 0
         for _ in range(trials):
             pick = rng.choice(people, n + 1, replace=False)
@@ -169,12 +170,12 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
             probe = masked[rng.choice(rows_of[k][templates:])] @ gallery.T
             strangers = (masked[ids == pick[0]] @ gallery.T).max(axis=1)
             shown += len(strangers)
-            for t, c in counts.items():
+            for t, c in tally.items():
                 c[0] += int(owner[probe.argmax()] == k and probe.max() >= t)
                 c[1] += int((strangers >= t).sum())
         rows.append({"people": n, "threshold": round(t_n, 4), "calibrated": reached,
-                     "right": counts[t_n][0] / trials, "stranger": counts[t_n][1] / shown,
-                     "right_fixed": counts[base][0] / trials, "stranger_fixed": counts[base][1] / shown,
+                     "right": tally[t_n][0] / trials, "stranger": tally[t_n][1] / shown,
+                     "right_fixed": tally[base][0] / trials, "stranger_fixed": tally[base][1] / shown,
                      "fixed_threshold": base, "trials": trials, "stranger_photos": shown})
     return rows
 
@@ -227,10 +228,9 @@ def main() -> int:
             sc = pair_scores(scorer, s["pairs"], s["ids"])
             report[name][sysname] = {k: summary(*v) for k, v in sc.items()}
         if name == "gt":
-            m = manifest["models"][manifest["default"]]
-            tail = list(zip(m.get("tail_far", []), m.get("tail_threshold", [])))
-            report[name]["open_set"] = open_set(*embedded[manifest["default"]], s["ids"], float(m["threshold"]),
-                                                tail, a.stranger_rate)
+            spec = load_spec(manifest["default"], a.models)
+            report[name]["open_set"] = open_set(*embedded[manifest["default"]], s["ids"], spec.threshold,
+                                                spec.tail, a.stranger_rate)
     print_table(report)
     out = a.json or a.work / "eval_report.json"
     out.write_text(json.dumps(report, indent=2))
