@@ -434,7 +434,7 @@ def check_vault(ctx: Context) -> Finding:
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
     from edge.embed import load_spec
-    from edge.match import threshold_for
+    from edge.match import gate_threshold
 
     try:
         spec = load_spec(ctx.cfg.embed.model)
@@ -443,8 +443,7 @@ def check_vault(ctx: Context) -> Finding:
     stale = v.stale_for(spec.space) if spec is not None else None
     reached = True
     if spec is not None and people:
-        t, reached = threshold_for(len(people), spec.threshold, spec.tail, ctx.cfg.match.stranger_rate,
-                                   ctx.cfg.match.threshold)
+        t, reached = gate_threshold(len(people), spec, ctx.cfg.match)
         detail += f"; decision threshold {t:.3f}"
     if stale:
         return _fail(f"{detail}; {stale}", "the gate grants nobody until then: remove everyone "

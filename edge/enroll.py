@@ -281,7 +281,7 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
 def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, embedder: Any) -> dict | None:
     """The enrolled person whom the new one most resembles, when their closest templates reach the
     gate's threshold: the same person enrolled twice, or relatives the model cannot tell apart."""
-    from edge.match import Gallery, threshold_for
+    from edge.match import Gallery, gate_threshold
 
     ids, rows = vault.gallery()
     keep = [i for i, p in enumerate(ids) if p != pid]
@@ -290,8 +290,7 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     others = Gallery([ids[i] for i in keep], rows[keep])
     best = others.person_scores(vault.protect(np.stack(embeddings))).max(axis=0)
     k = int(np.argmax(best))
-    t, _ = threshold_for(len(others.people) + 1, embedder.threshold, getattr(embedder, "tail", ()),
-                         cfg.match.stranger_rate, cfg.match.threshold)
+    t, _ = gate_threshold(len(others.people) + 1, embedder, cfg.match)
     if best[k] < t:
         return None
     return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}

@@ -30,7 +30,7 @@ from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
 from edge.errors import MaskgateError
-from edge.match import Gallery, Match, cosine, decide, threshold_for
+from edge.match import Gallery, Match, cosine, decide, gate_threshold
 from edge.vision import geometry
 from edge.vision.landmarks import Face, Landmarker
 
@@ -90,7 +90,7 @@ class Gate:
         self.fault = fault
         self.rng = rng or random.SystemRandom()
         self.prompter = prompter
-        self.threshold = self.threshold_for(1)[0]   # set again for the gallery's size when it is read
+        self.threshold = gate_threshold(1, embedder, cfg.match)[0]   # set again for the gallery's size when read
         self.state = "idle"
         self.now = 0.0  # the current frame's time, for events raised from inside a stage
         self._approach: _Approach | None = None
@@ -228,7 +228,7 @@ class Gate:
             self._gallery_src = src
             self._gallery = Gallery(*src)
             people = len(self._gallery.people)
-            self.threshold, reached = self.threshold_for(people)
+            self.threshold, reached = gate_threshold(people, self.embedder, self.cfg.match)
             if reached:
                 log.info("decision threshold %.3f for %d people enrolled", self.threshold, people)
             else:
@@ -236,12 +236,6 @@ class Gate:
                             "strangers in more often than match.stranger_rate = %g (maskgate diag vault)",
                             self.threshold, people, self.cfg.match.stranger_rate)
         return self._gallery
-
-    def threshold_for(self, people: int) -> tuple[float, bool]:
-        """The decision threshold with ``people`` enrolled and whether it holds ``match.stranger_rate``."""
-        return threshold_for(people, float(getattr(self.embedder, "threshold", 1.0)),
-                             getattr(self.embedder, "tail", ()), self.cfg.match.stranger_rate,
-                             self.cfg.match.threshold)
 
     def _verify(self, t: float, a: _Approach) -> None:
         gallery = self._current_gallery()

@@ -12,6 +12,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,13 @@ def threshold_for(people: int, base: float, tail: Sequence[tuple[float, float]],
             w = (math.log(need) - math.log(f0)) / (math.log(f1) - math.log(f0))
             return max(base, t0 + w * (t1 - t0)), True
     return max(base, points[-1][1]), True
+
+
+def gate_threshold(people: int, model: Any, cfg: Any) -> tuple[float, bool]:
+    """``threshold_for`` with a model's calibration (an Embedder or a ModelSpec: ``threshold`` and
+    ``tail``; a missing one counts as 1.0, which lets nobody in) and the ``[match]`` config."""
+    return threshold_for(people, float(getattr(model, "threshold", 1.0)), getattr(model, "tail", ()),
+                         cfg.stranger_rate, cfg.threshold)
 
 
 def decide(match: Match, threshold: float) -> bool:

@@ -42,7 +42,7 @@ from edge.door import open_door  # noqa: E402
 from edge.embed import Embedder  # noqa: E402
 from edge.enroll import judge_face  # noqa: E402
 from edge.gate import AGREEMENT_MIN, Gate  # noqa: E402
-from edge.match import threshold_for  # noqa: E402
+from edge.match import gate_threshold  # noqa: E402
 from edge.vault import Vault  # noqa: E402
 from edge.vision.landmarks import Landmarker  # noqa: E402
 
@@ -192,13 +192,11 @@ def main(argv: list[str] | None = None) -> int:
     ar = med_p90([r["action_to_relay_s"] for r in right])
     turn = med_p90([r["turn_ms_median"] for r in rows if r["turn_ms_median"] is not None])
     lmm = med_p90(lm_ms)
-    threshold = threshold_for(people, embedder.threshold, embedder.tail, cfg.match.stranger_rate,
-                              cfg.match.threshold)[0]   # what each attempt's gate used
+    threshold = gate_threshold(people, embedder, cfg.match)[0]   # what each attempt's gate used
     # The same fused probes against everyone else: had this person not been enrolled, the gate (then
     # with one person fewer, so a threshold a little lower) would have let in whoever scored best
     # among the others if that score reached it.
-    without = threshold_for(people - 1, embedder.threshold, embedder.tail, cfg.match.stranger_rate,
-                            cfg.match.threshold)[0]
+    without = gate_threshold(people - 1, embedder, cfg.match)[0]
     others = [r["runner_up"] for r in rows if r["runner_up"] is not None]
     unenrolled = sum(o >= without for o in others)
     summary = {"people": people, "attempts": len(rows), "granted_right": len(right), "granted_wrong": len(wrong),
