@@ -165,7 +165,7 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
             pick = rng.choice(people, n + 1, replace=False)
             rows_of = [rng.permutation(np.flatnonzero(ids == p)) for p in pick[1:]]
             gallery = np.concatenate([clean[r[:templates]] for r in rows_of])
-            owner = np.repeat(np.arange(n), [len(r[:templates]) for r in rows_of])
+            owner = np.repeat(np.arange(n), templates)   # every person in ``people`` has more photos
             k = rng.integers(n)
             probe = masked[rng.choice(rows_of[k][templates:])] @ gallery.T
             strangers = (masked[ids == pick[0]] @ gallery.T).max(axis=1)
