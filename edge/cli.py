@@ -56,7 +56,15 @@ def _cmd_run(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> i
     privacy.install()  # first: no socket, no image file from here on
     from edge import service
 
-    return service.run(cfg, Path(args.state))
+    return service.run(cfg, Path(args.state), config_path=args.config)
+
+
+def _cmd_door_keeper(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import keeper
+
+    if args.relay_off:
+        return keeper.relay_off(cfg, Path(args.state))
+    return keeper.serve(cfg, Path(args.state))
 
 
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -139,6 +147,9 @@ def _parser() -> argparse.ArgumentParser:
 
     add("demo", _cmd_demo, "the whole gate on the bundled clip, mock relay, temporary state")
     add("run", _cmd_run, "the gate daemon (camera, GPIO, systemd notify)")
+    sp = add("door-keeper", _cmd_door_keeper, "the door keeper: owns the GPIO lines, times every unlock")
+    sp.add_argument("--relay-off", action="store_true",
+                    help="drive the relay line off and exit (the keeper unit's ExecStopPost)")
     sp = add("replay", _cmd_replay, "the whole gate on a recorded video, as fast as it decodes")
     sp.add_argument("video")
     sp.add_argument("--challenge", nargs="+", choices=CHALLENGES, metavar="NAME",

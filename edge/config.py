@@ -148,6 +148,10 @@ class DoorConfig:
     bounce_s: float = check(0.05, lambda v: 0 <= v <= 1, "between 0 and 1 seconds")
     # An opening this soon after the relay relocked still counts as the granted one (slow latch).
     forced_grace_s: float = check(1.0, lambda v: 0 <= v <= 10, "between 0 and 10 seconds")
+    # The door keeper's socket (edge/keeper.py) when it runs as its own unit; empty: `maskgate run`
+    # uses <state>/keeper.sock and starts a keeper there itself when none answers.
+    keeper_socket: str = check("", lambda v: v == "" or (v.startswith("/") and "\0" not in v),
+                               "an absolute path (or empty)")
 
 
 @dataclass(frozen=True)

@@ -269,16 +269,21 @@ class Gate:
         self.emit(t, "decision", **d)
 
     def _grant(self, t: float, match: Match) -> None:
+        # The relay first: the audit line (two fsyncs) and the last-seen time (a vault write) come
+        # after the door has opened, not between the decision and the resident.
+        try:
+            self.door.grant()
+        except MaskgateError as e:  # the keeper is unreachable: nobody is let in, and it is said
+            return self._deny(t, f"door: {e}", score=match.score, count=False)
         who = self._name(match.person)
         self._decision(t, True, who, match.score, "recognised and live")
         self._failures = 0
+        self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
         if self.vault is not None and match.person is not None:
             try:
                 self.vault.touch(match.person)
             except Exception as e:  # a last-seen time is not worth a locked-out resident
                 log.warning("vault: could not record last-seen time: %s", e)
-        self.door.grant()
-        self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
     def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True) -> None:

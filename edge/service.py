@@ -207,24 +207,28 @@ def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, 
                 source.close()
 
 
-def run(cfg: Config, state: Path) -> int:
-    """The daemon: returns 0 after a clean stop (SIGTERM / SIGINT); the relay is off whatever happens."""
+def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
+    """The daemon: returns 0 after a clean stop (SIGTERM / SIGINT); the relay is off whatever happens
+    (the door keeper ends every pulse itself; ``config_path`` is passed on to a keeper it starts)."""
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger("edge").setLevel(logging.INFO)  # a daemon's events belong in the journal
     notifier = Notifier()
     stop = threading.Event()
     previous = install_signal_handlers(stop)  # before anything slow: a stop during start-up counts
-    door: Door | None = None
+    door: Any = None
     audit: AuditLog | None = None
     try:
         notifier.status("starting")
         _install_privacy()
         audit = AuditLog(state, cfg.audit)
-        door = open_door(cfg.door)
-        install_signal_handlers(stop, door)  # now the handler can drive the relay off first
-        audit_door_events(door, audit)
         audit.append("service", action="start", version=__version__, door=cfg.door.backend,
                      camera=cfg.camera.source)
+        # The door keeper owns the pins and times every pulse (edge/keeper.py): nothing that
+        # happens to this process can hold the relay on. It records the door's events itself.
+        from edge import keeper
+
+        door = keeper.connect(cfg, state, config_path)
+        install_signal_handlers(stop, door)  # now the handler can drive the relay off first
         from edge.vision.landmarks import Landmarker
 
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,

@@ -111,9 +111,9 @@ if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
 fi
 install -m 755 "$repo/scripts/firstboot" "$root/usr/local/sbin/maskgate-firstboot"
-install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
+install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-keeper.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" "$root/etc/systemd/system/"
-systemctl --root="$root" enable maskgate-firstboot.service maskgate.service maskgate-purge.timer >/dev/null 2>&1
+systemctl --root="$root" enable maskgate-firstboot.service maskgate-keeper.service maskgate.service maskgate-purge.timer >/dev/null 2>&1
 # No console login, no network service: the image is an appliance; a technician flashes a new card.
 echo maskgate > "$root/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tmaskgate\n' > "$root/etc/hosts"

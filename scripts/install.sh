@@ -72,10 +72,10 @@ fi
 
 # ---- units and first-boot provisioning
 run install -m 755 "$repo/scripts/firstboot" /usr/local/sbin/maskgate-firstboot
-run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
+run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-keeper.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" /etc/systemd/system/
 run systemctl daemon-reload
-run systemctl enable maskgate-firstboot.service maskgate.service maskgate-purge.timer
+run systemctl enable maskgate-firstboot.service maskgate-keeper.service maskgate.service maskgate-purge.timer
 if [ "$dry" = 1 ] || [ -f "$config" ]; then
   # The same provisioning a flashed card gets at first boot (exit 2: a bad config, door stays locked).
   run /usr/local/sbin/maskgate-firstboot --boot-config "$config"

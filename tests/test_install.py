@@ -36,9 +36,10 @@ def test_pi_plan() -> None:
     req = step(lines, r"pip .* install -r \S+/requirements.txt$")
     mp = step(lines, r"pip .* install --no-deps mediapipe==")
     pkg = step(lines, rf"pip .* install --no-deps --force-reinstall {re.escape(str(ROOT))}$")
-    units = step(lines, r"^install -m 644 \S+/maskgate.service \S+/maskgate-firstboot.service "
-                        r"\S+/maskgate-purge.service \S+/maskgate-purge.timer /etc/systemd/system/")
-    enable = step(lines, r"^systemctl enable maskgate-firstboot.service maskgate.service maskgate-purge.timer$")
+    units = step(lines, r"^install -m 644 \S+/maskgate.service \S+/maskgate-keeper.service "
+                        r"\S+/maskgate-firstboot.service \S+/maskgate-purge.service \S+/maskgate-purge.timer /etc/systemd/system/")
+    enable = step(lines, r"^systemctl enable maskgate-firstboot.service maskgate-keeper.service maskgate.service "
+                         r"maskgate-purge.timer$")
     fb = step(lines, r"^/usr/local/sbin/maskgate-firstboot --boot-config /boot/firmware/maskgate.toml$")
     start = step(lines, r"^systemctl restart maskgate.service$")
     assert apt and venv < req < mp < pkg < units < enable < fb < start

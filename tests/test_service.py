@@ -95,6 +95,15 @@ def audit_events(state: Path) -> list[dict]:
     return [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
 
 
+@pytest.fixture(autouse=True)
+def no_keeper_left(state):
+    """`maskgate run` starts a door keeper that outlives it (edge/keeper.py): stop it after each test."""
+    yield
+    from test_keeper import stop_keeper_at
+
+    stop_keeper_at(state)
+
+
 @pytest.fixture
 def notify():
     n = NotifySocket()

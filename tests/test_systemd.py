@@ -18,7 +18,7 @@ import pytest
 
 from conftest import FIXTURES, ROOT
 
-UNITS = ("maskgate.service", "maskgate-firstboot.service", "maskgate-purge.service", "maskgate-purge.timer")
+UNITS = ("maskgate.service", "maskgate-keeper.service", "maskgate-firstboot.service", "maskgate-purge.service", "maskgate-purge.timer")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze missing (apt-get install systemd)")
 
@@ -94,7 +94,7 @@ def test_the_service_is_the_daemon_the_cli_defines() -> None:
     assert args.command == "run"
     assert (args.config, args.state) == ("/etc/maskgate/maskgate.toml", "/var/lib/maskgate")
     unit = unit_text("maskgate.service")
-    for setting in ("Type=notify", "User=maskgate", "SupplementaryGroups=video gpio", "Restart=on-failure",
+    for setting in ("Type=notify", "User=maskgate", "SupplementaryGroups=video", "Restart=always",
                     "StateDirectory=maskgate", "ConfigurationDirectory=maskgate", "DevicePolicy=closed"):
         assert setting in unit.splitlines(), setting
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
