@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
 import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -48,6 +50,7 @@ LOCK_NAME = "audit.lock"
 GENESIS = "0" * 64
 MAX_STR = 200
 MAX_LIST = 8
+PENDING_MAX = 1000  # entries kept in memory while the log cannot be written
 RESERVED = ("seq", "ts", "event", "prev")
 _KEY = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _EVENT = re.compile(r"^[a-z][a-z0-9_.-]{0,47}$")
@@ -144,16 +147,23 @@ def verify_file(path: Path, head_path: Path | None = None) -> Verdict:
         except (ValueError, KeyError, TypeError, OSError):
             return Verdict(False, len(lines), last, f"{head_path.name} is unreadable (edited?)", len(lines))
         if hhash != last:
-            # The one benign mismatch: a crash between writing a line and updating the head.
-            one_behind = len(lines) >= 2 and hseq == seq - 1 and hhash == line_hash(lines[-2])
             n = len(lines)
             if hseq == seq:
                 return Verdict(False, n - 1, "", f"line {n}: edited (its hash is not the one "
                                                  f"{head_path.name} recorded)", n)
-            if not one_behind:
-                return Verdict(False, n, "", f"line {n + 1}: missing: the log ends at seq {seq} but "
-                                             f"{head_path.name} says seq {hseq} (lines cut off the end, "
-                                             f"or the head edited)", n + 1)
+            # The benign mismatch: lines appended after the head's last update (a crash between a
+            # line and its head, or head writes that failed: disk full, read-only). The chain is
+            # intact up to the line the head names, and on from there.
+            behind = seq - hseq if isinstance(seq, int) and hseq < seq else 0
+            if behind and n - behind >= 1 and hhash == line_hash(lines[n - behind - 1]):
+                if behind == 1:
+                    return Verdict(True, n, last, f"{n} entries, chain intact")
+                return Verdict(True, n, last, f"{n} entries, chain intact; the last {behind} were appended "
+                                              f"after {head_path.name} was last updated (seq {hseq}): head "
+                                              f"writes failed (disk full or read-only?); not a truncation")
+            return Verdict(False, n, "", f"line {n + 1}: missing: the log ends at seq {seq} but "
+                                         f"{head_path.name} says seq {hseq} (lines cut off the end, "
+                                         f"or the head edited)", n + 1)
     return Verdict(True, len(lines), last, f"{len(lines)} entries, chain intact")
 
 
@@ -178,13 +188,28 @@ class AuditLog:
         self._seq, self._prev = -1, GENESIS
         self._seen: tuple[int, int] | None = None  # (inode, size) of the log after our last look
         self._purged = _now()
-        with self._lock, self._file_lock():
-            torn = self._recover()
+        # Entries a failed write left behind (disk full, read-only, permissions), written first by
+        # the next append that succeeds; the gate keeps deciding meanwhile (``failing`` says so).
+        self._pending: deque[tuple[str, dict[str, Any], str]] = deque(maxlen=PENDING_MAX)
+        self.dropped = 0
+        self.last_error: str | None = None
+        try:
+            with self._lock, self._file_lock():
+                torn = self._recover()
+        except (AuditError, OSError) as e:
+            self._failed(f"cannot read the log to continue its chain: {_why(e)}")
+            torn = b""
         if torn:
             log.warning("%s: cut off a torn last line of %d bytes (a write interrupted by a crash)",
                         self.path, len(torn))
             self.append("audit.torn_tail", bytes=len(torn), sha256=line_hash(torn))
-        self.purge(self._purged)
+        self._purge_quietly()
+
+    def _purge_quietly(self) -> None:
+        try:
+            self.purge(self._purged)
+        except (AuditError, OSError) as e:  # retention is housekeeping: never a reason to stop
+            log.error("audit retention on %s failed: %s", self.path, _why(e))
 
     def _file_lock(self) -> contextlib.AbstractContextManager[None]:
         """Exclusive across processes for one append, recovery or purge."""
@@ -220,29 +245,66 @@ class AuditLog:
 
     # ---- writing ----
 
+    @property
+    def failing(self) -> bool:
+        """True while entries wait to be written (or the head could not be updated)."""
+        return self.last_error is not None
+
+    def _failed(self, why: str) -> None:
+        if self.last_error is None:
+            log.error("audit log %s: %s; the gate carries on and retries with the next entry", self.path, why)
+        self.last_error = why
+
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
-        """Add one entry; returns it. ``AuditError`` for a field that is not a plain scalar."""
+        """Add one entry; returns it. ``AuditError`` for a field that is not a plain scalar.
+
+        A write that fails (disk full, read-only, permissions) raises nothing: the entry waits in
+        memory (``failing``, the oldest dropped past ``PENDING_MAX``) and goes in, with the time it
+        was made, before the next entry whose write succeeds."""
         if not _EVENT.match(event):
             raise AuditError(f"audit event name {event!r} is not allowed (lower-case, digits, . _ -)")
         clean = {k: _clean(k, v) for k, v in fields.items()}
-        with self._lock, self._file_lock():
-            self._follow()
-            entry = {"seq": self._seq + 1, "ts": _now().isoformat(timespec="milliseconds"), "event": event,
-                     **clean, "prev": self._prev}
-            line = json.dumps(entry, separators=(",", ":"), ensure_ascii=True).encode()
-            self._write_line(line)
-            self._seq, self._prev = entry["seq"], line_hash(line)
-            self._seen = self._stat()
-            self._write_head()
+        with self._lock:
+            late = len(self._pending)
+            if late == self._pending.maxlen:
+                self._pending.popleft()
+                self.dropped += 1
+            self._pending.append((event, clean, _now().isoformat(timespec="milliseconds")))
+            entry: dict[str, Any] = {"event": event, **clean, "written": False}
+            try:
+                with self._file_lock():
+                    self._follow()
+                    while self._pending:
+                        ev, fl, made = self._pending[0]
+                        e = {"seq": self._seq + 1, "ts": _now().isoformat(timespec="milliseconds"), "event": ev,
+                             **fl, **({"made": made} if len(self._pending) > 1 else {}), "prev": self._prev}
+                        line = json.dumps(e, separators=(",", ":"), ensure_ascii=True).encode()
+                        self._write_line(line)
+                        self._pending.popleft()
+                        self._seq, self._prev = e["seq"], line_hash(line)
+                        self._seen = self._stat()
+                        entry = e
+                    self._write_head()
+            except (AuditError, OSError) as err:
+                self._failed(_why(err))
+                return entry
+            if self.last_error is not None:
+                log.warning("audit log %s: written again (%d late entries added, %d lost)", self.path,
+                            late, self.dropped)
+                self.last_error = None
         if _now() - self._purged > timedelta(days=1):  # a daemon runs for months: purge daily
             self._purged = _now()
-            self.purge(self._purged)
+            self._purge_quietly()
         return entry
 
     def _write_line(self, line: bytes) -> None:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
         try:
-            os.write(fd, line + b"\n")  # one write: a line is either whole or torn, never interleaved
+            size = os.fstat(fd).st_size
+            data = line + b"\n"
+            if os.write(fd, data) != len(data):  # one write: a line is whole or torn, never interleaved
+                os.ftruncate(fd, size)  # a short write (disk full): no torn line for the next one to follow
+                raise OSError(errno.ENOSPC, "short write (disk full?)", str(self.path))
             if self.cfg.fsync:
                 os.fsync(fd)
         finally:
@@ -328,6 +390,12 @@ class AuditLog:
         return tail(self.path, n)
 
 
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError):
+        return f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+    return str(e)
+
+
 def record(state: Path, cfg: AuditConfig, event: str, **fields: Any) -> None:
     """One entry from an administration command (enrol, remove, rekey, import, purge).
 
@@ -341,9 +409,12 @@ def record(state: Path, cfg: AuditConfig, event: str, **fields: Any) -> None:
     except (KeyError, OSError):
         user = str(os.getuid())
     try:
-        AuditLog(state, cfg).append(event, user=user[:MAX_STR], **fields)
+        entry = AuditLog(state, cfg).append(event, user=user[:MAX_STR], **fields)
     except (AuditError, OSError) as e:
         log.error("audit log: %s was done but could not be recorded: %s", event, e)
+        return
+    if entry.get("written") is False:
+        log.error("audit log: %s was done but could not be recorded (see above)", event)
 
 
 def tail(path: Path, n: int) -> list[dict[str, Any]]:

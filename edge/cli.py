@@ -8,8 +8,10 @@ denied), 2 bad usage or bad input, with a one-line message naming the problem. T
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -35,12 +37,20 @@ class Output:
         if self.json:
             print(json.dumps(obj, separators=(", ", ": ")), flush=True)
         else:
-            print(text if text is not None else " ".join(f"{k}={v}" for k, v in obj.items()), flush=True)
+            line = text if text is not None else " ".join(f"{k}={v}" for k, v in obj.items())
+            print(printable(line, keep_newlines=False), flush=True)
 
     def text(self, line: str) -> None:
         """Human-only output (skipped under --json)."""
         if not self.json:
-            print(line, flush=True)
+            print(printable(line), flush=True)
+
+
+def printable(text: str, keep_newlines: bool = True) -> str:
+    """``text`` with control characters escaped (``\\x1b``), so a name or an operator read from the
+    vault or the audit log cannot move the cursor, clear or retitle the terminal it is shown on."""
+    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else
+                   repr(c)[1:-1] if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in str(text))
 
 
 # ---- commands: each takes (args, cfg, out) and returns the exit status ----
@@ -56,6 +66,8 @@ def _cmd_run(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> i
     privacy.install()  # first: no socket, no image file from here on
     from edge import service
 
+    _named_or_refused(args.config, cfg)
+
     return service.run(cfg, Path(args.state), config_path=args.config)
 
 
@@ -65,6 +77,19 @@ def _cmd_door_keeper(args: argparse.Namespace, cfg: config_mod.Config, out: Outp
     if args.relay_off:
         return keeper.relay_off(cfg, Path(args.state))
     return keeper.serve(cfg, Path(args.state))
+
+
+def _named_or_refused(path: str | None, cfg: config_mod.Config) -> None:
+    """The daemon on simulated pins or a recording only when the config asks for them by name: a
+    gate whose config went missing or empty must not run the demo's mock door on a real door."""
+    named = config_mod.named(path)
+    for section, key, value, real in (("door", "backend", cfg.door.backend, '"gpiozero" or "gpiod"'),
+                                      ("camera", "source", cfg.camera.source, '"opencv" or "picamera2"')):
+        if value in ("mock", "replay") and key not in named.get(section, set()):
+            where = path or config_mod.DEFAULT_CONFIG
+            raise config_mod.ConfigError(
+                f"{where}: {section}.{key} is not set, and its default ({value!r}) is for the demo: "
+                f"set {section}.{key} to {real} (or to \"{value}\" by name, for a test bench)")
 
 
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -87,6 +112,7 @@ def _cmd_liveness(args: argparse.Namespace, cfg: config_mod.Config, out: Output)
 
 
 def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # enrolment reads live frames: no socket, no image file from here on
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
@@ -106,6 +132,8 @@ def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 
 def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    if not args.checks or "camera" in args.checks:
+        privacy.install()  # the camera check looks at live frames
     from edge import diag
 
     return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
@@ -119,6 +147,7 @@ def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # live frames on the screen only, never on disk or the network
     from edge import diag
 
     return diag.preview(cfg, out, text_only=args.text)
@@ -208,6 +237,29 @@ def _setup_logging(debug: bool, verbose: bool) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+def _check_state(state: Path) -> None:
+    """A state directory that cannot be one is bad usage, said before any command trips over it."""
+    if state.exists() and not state.is_dir():
+        raise MaskgateError(f"--state {state} is not a directory (the state directory holds the vault, "
+                            f"the device key and the audit log)")
+    if state.is_dir() and not os.access(state, os.R_OK | os.X_OK):
+        raise MaskgateError(f"--state {state}: permission denied (run as the maskgate user, "
+                            f"e.g. sudo -u maskgate maskgate ...)")
+
+
+def _os_error(e: OSError) -> str:
+    """One line with the file and a hint for the usual causes."""
+    where = f"{e.filename}: " if e.filename else ""
+    hint = {errno.ENOSPC: "the disk is full: free space on it",
+            errno.EROFS: "the file system is read-only: check the SD card and mount options",
+            errno.EACCES: "permission denied: run as the maskgate user (sudo -u maskgate ...) or check the owner",
+            errno.EPERM: "not permitted: run as the maskgate user or check the owner",
+            errno.ENOTDIR: "a file stands where a directory should be: check --state",
+            errno.EEXIST: "a file stands in the way: check --state",
+            errno.EIO: "an I/O error: the storage may be failing"}.get(e.errno or 0, "check the path and its permissions")
+    return f"{where}{e.strerror or e} ({hint})"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     for name, default in (("config", None), ("state", str(config_mod.DEFAULT_STATE)),
@@ -217,7 +269,14 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug, args.verbose)
     try:
         cfg = config_mod.load(args.config)
+        if args.command in ("run", "door-keeper", "replay", "enroll", "templates", "audit", "diag"):
+            _check_state(Path(args.state))
         return int(args.func(args, cfg, Output(args.json)))
+    except OSError as e:  # an I/O failure no module turned into its own error: say which file and why
+        if args.debug:
+            log.exception("failed")
+        print(f"maskgate: error: {_os_error(e)}", file=sys.stderr)
+        return 1
     except MaskgateError as e:
         if args.debug:
             log.exception("failed")

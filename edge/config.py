@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import sys
 import types
 import typing
@@ -115,6 +116,9 @@ class MatchConfig:
     threshold: float = check(0.0, lambda v: 0 <= v < 1, "between 0 and 1 (0: use the manifest's)")
     stranger_rate: float = check(1e-3, lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.001")
     frames: int = check(3, lambda v: 1 <= v <= 30, "between 1 and 30")
+    # A fixed threshold below the model's calibrated one lets strangers in more often than the model
+    # card says; refused unless this says it is meant (edge.match.gate_threshold).
+    allow_lower_threshold: bool = False
 
 
 @dataclass(frozen=True)
@@ -161,7 +165,8 @@ class VaultConfig:
     # Records not seen for this many days are purged; 0 keeps them until removed.
     retention_days: int = check(0, _non_negative, "zero or more days")
     # Hex Ed25519 public keys of installers whose signed bundles may be imported.
-    trusted_keys: list = check([], lambda v: all(isinstance(k, str) and len(k) == 64 for k in v),
+    trusted_keys: list = check([], lambda v: all(isinstance(k, str) and len(k) == 64 and
+                                                 all(c in "0123456789abcdefABCDEF" for c in k) for k in v),
                                "a list of 64-character hex Ed25519 public keys")
     # Enrolment keeps up to this many diverse templates per person (masked and unmasked when offered).
     max_templates: int = check(5, lambda v: 1 <= v <= 20, "between 1 and 20")
@@ -208,8 +213,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
         return any(_type_ok(value, a) for a in typing.get_args(hint))
     if hint is type(None):
         return value is None
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:  # inf and nan are no number of seconds or pixels
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint in (list, dict, str, bool):
@@ -220,7 +225,7 @@ def _type_ok(value: Any, hint: Any) -> bool:
 def _type_name(hint: Any) -> str:
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(hint) if a is not type(None))
-    return {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+    return {float: "a finite number", int: "an integer", str: "a string", bool: "true or false",
             list: "a list", dict: "a table"}.get(hint, str(hint))
 
 
@@ -250,7 +255,40 @@ def from_dict(data: dict, origin: str = "config") -> Config:
             raise ConfigError(f"{origin}: unknown section [{name}] (known: {', '.join(sections)})")
         section_cls = sections[name].default_factory  # type: ignore[misc]
         kwargs[name] = _build_section(section_cls, name, value, origin)
-    return Config(**kwargs)
+    cfg = Config(**kwargs)
+    cross_check(cfg, origin)
+    return cfg
+
+
+def cross_check(cfg: Config, origin: str = "config") -> None:
+    """Rules between keys, which no single key's check can see."""
+    d = cfg.door
+    pins = {"relay_pin": d.relay_pin, "contact_pin": d.contact_pin, "rex_pin": d.rex_pin,
+            "alt_entry_pin": d.alt_entry_pin, "led_pin": d.led_pin, "buzzer_pin": d.buzzer_pin}
+    seen: dict[int, str] = {}
+    for key, pin in pins.items():
+        if pin is None:
+            continue
+        if pin in seen:
+            raise ConfigError(f"{origin}: door.{seen[pin]} and door.{key} are both GPIO {pin}; give each its own pin")
+        seen[pin] = key
+    if cfg.liveness.prompt == "led" and d.led_pin is None:
+        raise ConfigError(f"{origin}: liveness.prompt = \"led\" needs door.led_pin (the door keeper shows "
+                          f"the prompt on the door's LED)")
+    if cfg.service.retry_initial_s > cfg.service.retry_max_s:
+        raise ConfigError(f"{origin}: service.retry_initial_s ({cfg.service.retry_initial_s:g}) is more than "
+                          f"service.retry_max_s ({cfg.service.retry_max_s:g})")
+
+
+def named(path: Path | str | None) -> dict[str, set[str]]:
+    """The keys the config file itself sets, per section (empty when there is no file): for settings
+    that must be asked for by name, not inherited from a default (the mock door, the replay camera)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    return {k: set(v) for k, v in data.items() if isinstance(v, dict)}
 
 
 def load(path: Path | str | None = None) -> Config:
@@ -276,4 +314,6 @@ def replace(cfg: Config, section: str, **changes: Any) -> Config:
     current = dataclasses.asdict(getattr(cfg, section))
     current.update(changes)
     cls = type(getattr(cfg, section))
-    return dataclasses.replace(cfg, **{section: _build_section(cls, section, current, "option")})
+    new = dataclasses.replace(cfg, **{section: _build_section(cls, section, current, "option")})
+    cross_check(new, "option")
+    return new

@@ -75,8 +75,13 @@ PATTERNS: dict[str, Pattern] = {
     "alarm": Pattern(((True, True, 0.5), (False, False, 0.5)), repeat=True),
     "fault": Pattern(((True, False, 0.1), (False, False, 0.1), (True, False, 0.1), (False, False, 1.0)),
                      repeat=True),                                               # camera lost, etc.
+    # The liveness prompt on the door's LED (liveness.prompt = "led"; the sign beside the camera
+    # explains the code): fast flicker = blink, long-on = turn left, short-on = turn right.
+    "prompt-blink": Pattern(((True, False, 0.1), (False, False, 0.1)), repeat=True),
+    "prompt-turn-left": Pattern(((True, False, 0.6), (False, False, 0.2)), repeat=True),
+    "prompt-turn-right": Pattern(((True, False, 0.2), (False, False, 0.6)), repeat=True),
 }
-STEADY = ("idle", "busy", "lockout", "fault")
+STEADY = ("idle", "busy", "lockout", "fault", "prompt-blink", "prompt-turn-left", "prompt-turn-right")
 TRANSIENT = ("granted", "denied")
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -85,6 +86,7 @@ def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
         if kind not in models:
             raise ModelError(f"embed.model = {name!r} is not in {mpath} (known: {', '.join(models)})")
         e = models[kind]
+        _check_calibration(mpath, kind, e)
         return ModelSpec(d / e["file"], str(e["sha256"]).lower(), int(m["input"]["height"]),
                          int(m["input"]["width"]), float(m["input"]["mean"]), float(m["input"]["std"]),
                          int(m["output"]["dim"]), float(e["threshold"]),
@@ -95,6 +97,21 @@ def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
         raise ModelError(f"model manifest {mpath} is missing (reinstall maskgate or set MASKGATE_MODELS)") from None
     except (tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as e:
         raise ModelError(f"model manifest {mpath} is damaged ({type(e).__name__}: {e}); reinstall maskgate") from None
+
+
+def _check_calibration(mpath: Path, kind: str, e: dict) -> None:
+    """A threshold is a cosine strictly between 0 and 1, and a stranger-rate tail holds rates in
+    (0, 1) with thresholds in (0, 1): anything else is a damaged or edited manifest, and a gate
+    on it could let anyone in (a threshold of -1 grants every score)."""
+    t = float(e["threshold"])
+    if not 0 < t < 1 or not math.isfinite(t):
+        raise ModelError(f"model manifest {mpath}: models.{kind}.threshold = {t!r} is not between 0 and 1; "
+                         f"the model is refused (reinstall maskgate)")
+    for key in ("tail_far", "tail_threshold"):
+        for v in e.get(key, []):
+            if not (isinstance(v, (int, float)) and 0 < float(v) < 1):
+                raise ModelError(f"model manifest {mpath}: models.{kind}.{key} holds {v!r}, not a value "
+                                 f"between 0 and 1; the model is refused (reinstall maskgate)")
 
 
 def installed_space(name: str = "") -> str | None:
@@ -188,11 +205,15 @@ class Embedder:
 def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 
-    if not path.is_file():
+    from edge.camera.replay import check_image_file, too_large
+
+    if not path.exists():
         raise MaskgateError(f"{path}: no such image file")
+    check_image_file(path)  # a FIFO, or too many pixels for MediaPipe: refused before decoding
     im = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if im is None:
         raise MaskgateError(f"{path}: cannot be read as an image (give a JPEG, PNG, BMP or PGM file)")
+    too_large(im, str(path))
     return np.ascontiguousarray(im[:, :, ::-1])
 
 

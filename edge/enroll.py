@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from edge.camera import frames, open_source
-from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, read_image
+from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, check_image_file, read_image
 from edge.config import Config
 from edge.errors import MaskgateError
 from edge.vision import geometry
@@ -39,6 +39,9 @@ BRIGHTNESS = (40.0, 220.0)
 MIN_TEMPLATES = 2          # fewer good frames than this is not an enrolment worth keeping
 VIDEO_FRAMES = 150         # a video is sampled down to about this many frames
 CAMERA_CAPTURE_S = 8.0     # after liveness passes, how long to collect frames of the same face
+
+
+MAX_EXPIRY_YEARS = 100     # --expires further ahead than this is a typo (and 9999 overflows)
 
 
 class EnrollError(MaskgateError):
@@ -110,6 +113,9 @@ def _parse_expiry(text: str | None) -> float | None:
         raise EnrollError(f"--expires {text!r} is not a date like 2026-12-31") from None
     if day < dt.date.today():
         raise EnrollError(f"--expires {text} is in the past")
+    if day > dt.date.today() + dt.timedelta(days=366 * MAX_EXPIRY_YEARS):
+        raise EnrollError(f"--expires {text} is more than {MAX_EXPIRY_YEARS} years ahead; leave it out "
+                          f"for access without an end")
     # Access lasts through that whole day (local time).
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time()).timestamp()
 
@@ -138,8 +144,15 @@ def _classify(source: str) -> tuple[str, list[Path]]:
         images = sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
             raise EnrollError(f"{source}: folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        for q in images:
+            check_image_file(q)  # too large or not a file: said now, before the model loads
         return "images", images
-    return ("images" if p.suffix.lower() in IMAGE_SUFFIXES else "video"), [p]
+    if not p.is_file():
+        raise EnrollError(f"{source}: not a regular file or folder (a FIFO, device or socket)")
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        check_image_file(p)
+        return "images", [p]
+    return "video", [p]
 
 
 def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
@@ -236,6 +249,12 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     name = name.strip()
     if not name or len(name) > 200 or not name.isprintable():
         raise EnrollError("the name must be 1-200 printable characters")
+    from edge.vault import ID_RE
+
+    if ID_RE.fullmatch(name):  # `templates remove NAME` would find another person by this id
+        raise EnrollError(f"the name {name!r} looks like a person id (p- and 16 hex digits); choose another")
+    if len(operator) > 200 or not operator.isprintable():
+        raise EnrollError("--operator must be at most 200 printable characters (no control characters)")
     until = _parse_expiry(expires)
     for s in sources:
         _classify(s)  # a missing file fails now, before the camera or the model start

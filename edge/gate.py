@@ -134,6 +134,7 @@ class Gate:
                 return
             if self.state == "lockout":
                 self.emit(t, "alarm", kind="lockout_end")
+                self._indicate("idle")
             self.state = "idle"
         face = self._the_face(t, faces)
         if self.state in ("cooldown", "lockout"):  # a second face just ended the approach
@@ -144,6 +145,7 @@ class Gate:
             self._approach = _Approach(started=t)
             self.state = "tracking"
             self.emit(t, "tracking")
+            self._indicate("busy")
             if self.fault or self.embedder is None:  # nobody gets in on a broken install
                 return self._deny(t, f"gate fault: {self.fault or 'no embedder'}", count=False)
             self._current_gallery()  # re-reads the vault if the CLI changed it (re-enrolled, say)
@@ -279,6 +281,7 @@ class Gate:
         self._decision(t, True, who, match.score, "recognised and live")
         self._failures = 0
         self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
+        self._indicate("idle")  # under "open" while the relay is on, and after it
         if self.vault is not None and match.person is not None:
             try:
                 self.vault.touch(match.person)
@@ -294,7 +297,9 @@ class Gate:
         if self._failures >= self.cfg.gate.max_failures:
             self.emit(t, "alarm", kind="lockout", failures=self._failures, seconds=self.cfg.gate.lockout_s)
             self._failures = 0
+            self._indicate("lockout", "denied")
             return self._end(t, "lockout", self.cfg.gate.lockout_s)
+        self._indicate("idle", "denied")
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
     def _abandon(self, t: float, reason: str) -> None:
@@ -302,6 +307,18 @@ class Gate:
         log.info("approach abandoned: %s", reason)
         self._approach = None
         self.state = "idle"
+        self._indicate("idle")
+
+    def _indicate(self, *patterns: str) -> None:
+        """The LED / buzzer (README, "Door"): a steady state, then a one-off pattern over it. "idle"
+        shows the fault pattern while the audit log cannot be written."""
+        for p in patterns:
+            if p == "idle" and getattr(self.audit, "failing", False) is True:
+                p = "fault"
+            try:
+                self.door.indicate(p)
+            except Exception as e:  # noqa: BLE001 - a light is never worth a decision
+                log.warning("door.indicate(%s): %s", p, e)
 
     def _end(self, t: float, state: str, seconds: float) -> None:
         self._approach = None

@@ -197,13 +197,29 @@ class LedPrompter:
         self.led.close()
 
 
-def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None) -> Prompter:
-    """The prompter the config names (``[liveness] prompt``; the LED is ``[door] led_pin``)."""
+class DoorLedPrompter:
+    """The same LED code shown by the door (the keeper owns the LED pin): ``door.indicate``."""
+
+    def __init__(self, door: Any) -> None:
+        self.door = door
+
+    def show(self, step: str | None) -> None:
+        self.door.indicate("busy" if step is None else f"prompt-{step}")
+
+    def close(self) -> None:
+        self.door.indicate("idle")
+
+
+def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None, door: Any = None) -> Prompter:
+    """The prompter the config names (``[liveness] prompt``; the LED is ``[door] led_pin``, shown
+    through ``door`` when the gate has one, since the door keeper owns that pin)."""
     if cfg.liveness.prompt == "window":
         return WindowPrompter()
     if cfg.liveness.prompt == "led":
         if cfg.door.led_pin is None:
             raise ConfigError("liveness.prompt = \"led\" needs door.led_pin set to the LED's GPIO number")
+        if door is not None:
+            return DoorLedPrompter(door)
         return LedPrompter(cfg.door.led_pin, pin_factory=pin_factory)
     return LogPrompter(out)
 

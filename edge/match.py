@@ -123,8 +123,14 @@ def threshold_for(people: int, base: float, tail: Sequence[tuple[float, float]],
 def gate_threshold(people: int, model: Any, cfg: Any) -> tuple[float, bool]:
     """``threshold_for`` with a model's calibration (an Embedder or a ModelSpec: ``threshold`` and
     ``tail``; a missing one counts as 1.0, which lets nobody in) and the ``[match]`` config."""
-    return threshold_for(people, float(getattr(model, "threshold", 1.0)), getattr(model, "tail", ()),
-                         cfg.stranger_rate, cfg.threshold)
+    base = float(getattr(model, "threshold", 1.0))
+    if cfg.threshold and cfg.threshold < base and not getattr(cfg, "allow_lower_threshold", False):
+        from edge.errors import ConfigError
+
+        raise ConfigError(f"match.threshold = {cfg.threshold:g} is below the model's calibrated {base:.3f}: "
+                          f"strangers would be let in more often than the model card says; remove it, or "
+                          f"set match.allow_lower_threshold = true if that is meant")
+    return threshold_for(people, base, getattr(model, "tail", ()), cfg.stranger_rate, cfg.threshold)
 
 
 def decide(match: Match, threshold: float) -> bool:

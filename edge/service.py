@@ -147,7 +147,7 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
         from edge import gate
         from edge.liveness import make_prompter
 
-        return gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg))
+        return gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg, door=door))
     except (MaskgateError, ImportError) as e:
         reason = str(e)
     log.error("no decisions: %s; the door stays locked (exit button and alternative entry still work)",
@@ -170,6 +170,7 @@ def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, 
     from edge.camera import open_source
 
     delay, failures = cfg.service.retry_initial_s, 0
+    audit_fault = False
     while not stop.is_set():
         source = None
         frames = 0
@@ -190,6 +191,9 @@ def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, 
                 faces = landmarker.detect(frame.image)
                 if gate is not None:
                     gate.process(frame, faces)
+                if audit.failing != audit_fault:  # the fault pattern while the log cannot be written
+                    audit_fault = audit.failing
+                    door.indicate("fault" if audit_fault else "idle")
                 notifier.watchdog()
         except CameraError as e:
             door.lock("camera lost")

@@ -289,8 +289,10 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync (old or new, whole)."""
+def atomic_write(path: Path, data: bytes, mode: int = 0o600,
+                 check: Callable[[bytes], Any] | None = None) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync (old or new, whole).
+    ``check`` gets the temp file's bytes as read back from disk and raises to keep the old file."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
@@ -301,6 +303,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if check is not None:
+            back = tmp.read_bytes()
+            if back != data:
+                raise VaultError(f"{tmp}: the bytes read back differ from those written (storage failing?); "
+                                 f"{path.name} left as it was")
+            check(back)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -481,7 +489,10 @@ class Vault:
         records = list(self._records.values())
         if not records:
             self._dim, self._space = 0, ""
-        atomic_write(self.path, _seal(self._keys, records, self._dim, self._space))
+        # The bytes are read back through the reader before they replace the file: a vault the
+        # reader would refuse is never written (every enrolment would be lost with it).
+        atomic_write(self.path, _seal(self._keys, records, self._dim, self._space),
+                     check=lambda data: parse(data, self._keys, "the vault about to be written"))
         self._stamp = self._file_stamp()
         self._gallery = None
 
@@ -614,6 +625,10 @@ class Vault:
         for label, s in (("name", name), ("consent", consent), ("operator", operator)):
             if len(s) > MAX_TEXT:
                 raise VaultError(f"{label} is longer than {MAX_TEXT} characters")
+        if ID_RE.fullmatch(name.strip()):  # `templates remove <name>` would find another person by id
+            raise VaultError(f"the name {name!r} looks like a person id (p- and 16 hex digits); choose another")
+        if expires is not None and not 0 <= expires < 1e11:
+            raise VaultError("the expiry is not a date the vault can hold")
         plain = np.stack([np.asarray(t, dtype=np.float64).ravel() for t in templates])
         if not np.all(np.isfinite(plain)):
             raise VaultError("a template holds a non-finite number")

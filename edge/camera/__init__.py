@@ -51,7 +51,7 @@ def open_source(cfg: CameraConfig) -> FrameSource:
     if cfg.source == "replay":
         from edge.camera.replay import ReplaySource, demo_clip
 
-        return ReplaySource(cfg.path or demo_clip(), realtime=cfg.realtime, loop=cfg.loop,
+        return ReplaySource(cfg.path or demo_clip(), realtime=cfg.realtime, loop=cfg.loop, streams=True,
                             rotate=cfg.rotate)
     if cfg.source == "opencv":
         from edge.camera.opencv import OpenCVSource
