@@ -38,7 +38,7 @@ class Output:
             print(json.dumps(obj, separators=(", ", ": ")), flush=True)
         else:
             line = text if text is not None else " ".join(f"{k}={v}" for k, v in obj.items())
-            print(printable(line, keep_newlines=False), flush=True)
+            print(printable(line), flush=True)
 
     def text(self, line: str) -> None:
         """Human-only output (skipped under --json)."""

@@ -310,10 +310,10 @@ def test_names_that_look_like_person_ids_are_refused(state):
 
 
 def test_control_characters_are_escaped_in_human_output(state):
-    AuditLog(state).append("vault.enroll", name="evil\x1b]0;pwned\x07\x1b[2J", operator="x\ry")
+    AuditLog(state).append("vault.enroll", name="evil\x1b]0;pwned\x07\x1b[2J", operator="x\ry\nz")
     r = maskgate("audit", "show", "--state", state, timeout=60)
     assert r.returncode == 0
     assert "\x1b" not in r.stdout and "\x07" not in r.stdout and "\r" not in r.stdout
-    assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in r.stdout and "x\\ry" in r.stdout
+    assert "evil\\x1b]0;pwned\\x07\\x1b[2J" in r.stdout and "x\\ry\\nz" in r.stdout
     r = maskgate("audit", "show", "--json", "--state", state, timeout=60)
     assert r.json_lines()[-1]["name"] == "evil\x1b]0;pwned\x07\x1b[2J"  # JSON carries the value itself

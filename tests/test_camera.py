@@ -114,7 +114,12 @@ def test_picamera2_path_with_stand_in_modules(monkeypatch: pytest.MonkeyPatch) -
             calls.append("start")
 
         def capture_array(self, name: str) -> np.ndarray:
-            return np.full((480, 640, 3), 7, np.uint8)
+            if fail:
+                raise RuntimeError("dequeue timed out")
+            img = np.zeros((480, 640, 4), np.uint8)  # XRGB8888-sized buffers carry a 4th byte
+            img[..., 0], img[..., 1], img[..., 2] = 10, 20, 30
+            img[0, :, :3] = 200  # the top row, which a 90-degree clockwise turn makes the right column
+            return img
 
         def stop(self) -> None:
             calls.append("stop")
@@ -126,11 +131,20 @@ def test_picamera2_path_with_stand_in_modules(monkeypatch: pytest.MonkeyPatch) -
     fake = types.ModuleType("picamera2")
     fake.Picamera2 = Picamera2  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "picamera2", fake)
+    fail = False
     src = open_source(CameraConfig(source="picamera2", rotate=90))
     f = src.read()
-    src.close()
+    # RGB as libcamera's BGR888 lays it out, the padding byte dropped, turned clockwise
     assert isinstance(f, Frame) and f.image.shape == (640, 480, 3)
-    assert calls == ["config {'size': (640, 480), 'format': 'BGR888'}", "configure", "start", "stop", "close"]
+    assert f.image[5, 5].tolist() == [10, 20, 30]
+    assert (f.image[:, -1] == 200).all() and not (f.image[:, 0] == 200).any()
+    assert src.read().index == 1
+    fail = True
+    with pytest.raises(CameraError, match="stopped delivering frames: dequeue timed out"):
+        src.read()
+    src.close()
+    assert src.read() is None  # closed: no frame, no call into the camera
+    assert "config {'size': (640, 480), 'format': 'BGR888'}" in calls
 
     Picamera2.global_camera_info = staticmethod(lambda: [])  # type: ignore[method-assign]
     with pytest.raises(CameraError, match="no Raspberry Pi camera"):
