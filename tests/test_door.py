@@ -287,17 +287,17 @@ def _child(mode: str, sig: int | None = None) -> tuple[int, list[str]]:
     assert first.strip() == "ON True", p.stderr.read()
     if sig is not None:
         p.send_signal(sig)
-    out, _ = p.communicate(timeout=30)
-    return p.returncode, [first.strip(), *out.splitlines()]
+    out, err = p.communicate(timeout=30)
+    return p.returncode, [first.strip(), *out.splitlines()], err
 
 
 @pytest.mark.parametrize("mode, sig, code", [("signals", signal.SIGTERM, 0), ("signals", signal.SIGINT, 0),
                                              ("raise", None, 1), ("exit", None, 0)])
 def test_fail_secure_in_a_real_process(mode, sig, code):
-    rc, lines = _child(mode, sig)
-    assert rc == code
+    rc, lines, err = _child(mode, sig)
+    assert rc == code, (lines, err)
     report = json.loads(lines[-1])
-    assert report == {"relay": False, "function": "input", "history": [False, True, False]}
+    assert report == {"relay": False, "function": "input", "history": [False, True, False]}, (lines, err)
     if sig is not None:
         assert "LOOP-END relay False" in lines
 
@@ -305,6 +305,122 @@ def test_fail_secure_in_a_real_process(mode, sig, code):
 def test_without_the_service_handlers_sigterm_skips_every_exit_hook():
     """Why service.run installs handlers: Python's default SIGTERM ends the process with no
     atexit and no finally, leaving the relay as it was (the wiring's pull-down is the last line)."""
-    rc, lines = _child("no-handlers", signal.SIGTERM)
+    rc, lines, _ = _child("no-handlers", signal.SIGTERM)
     assert rc == -signal.SIGTERM
     assert lines == ["ON True"]
+
+
+# ---- the gpiod backend against a stand-in for libgpiod's v2 bindings (no gpio-sim here) ----
+
+class FakeRequest:
+    """What ``gpiod.request_lines`` returns: line values by offset, edge events fed by the test."""
+
+    def __init__(self, config: dict, Value) -> None:
+        self.Value = Value
+        self.settings = dict(config)
+        self.values = {off: s.output_value if s.direction == "output" else
+                       (Value.INACTIVE if s.active_low else Value.ACTIVE) for off, s in config.items()}
+        self.history: dict[int, list] = {off: [v] for off, v in self.values.items()}
+        self.events: list = []
+        self.released = False
+        import threading
+
+        self.cv = threading.Condition()
+
+    def set_value(self, off, v):
+        assert not self.released and self.settings[off].direction == "output"
+        self.values[off] = v
+        self.history[off].append(v)
+
+    def get_value(self, off):
+        return self.values[off]
+
+    def wait_edge_events(self, timeout):
+        with self.cv:
+            return self.cv.wait_for(lambda: self.events or self.released, timeout) and not self.released
+
+    def read_edge_events(self):
+        with self.cv:
+            out, self.events = self.events, []
+        return out
+
+    def press(self, off, active: bool):  # a switch on an input line (levels as the request reports them)
+        import types as _t
+
+        with self.cv:
+            self.values[off] = self.Value.ACTIVE if active else self.Value.INACTIVE
+            self.events.append(_t.SimpleNamespace(line_offset=off))
+            self.cv.notify_all()
+
+    def reconfigure_lines(self, config):
+        self.settings.update(config)
+
+    def release(self):
+        with self.cv:
+            self.released = True
+            self.cv.notify_all()
+
+
+@pytest.fixture
+def fake_gpiod(monkeypatch):
+    import enum
+    import types
+
+    line = types.ModuleType("gpiod.line")
+
+    class Value(enum.Enum):
+        INACTIVE = 0
+        ACTIVE = 1
+
+    line.Value = Value
+    line.Direction = types.SimpleNamespace(INPUT="input", OUTPUT="output")
+    line.Bias = types.SimpleNamespace(PULL_UP="pull-up", PULL_DOWN="pull-down")
+    line.Edge = types.SimpleNamespace(BOTH="both")
+    gpiod = types.ModuleType("gpiod")
+    gpiod.line = line
+    requests: list[FakeRequest] = []
+
+    class LineSettings:
+        def __init__(self, direction="input", output_value=Value.INACTIVE, active_low=False, bias=None,
+                     edge_detection=None, debounce_period=None):
+            self.direction, self.output_value, self.active_low = direction, output_value, active_low
+            self.bias, self.edge_detection, self.debounce_period = bias, edge_detection, debounce_period
+
+    def request_lines(chip, consumer, config):
+        if chip != "/dev/gpiochip0":
+            raise OSError(2, "No such file or directory")
+        requests.append(FakeRequest(config, Value))
+        return requests[-1]
+
+    gpiod.LineSettings, gpiod.request_lines = LineSettings, request_lines
+    monkeypatch.setitem(sys.modules, "gpiod", gpiod)
+    monkeypatch.setitem(sys.modules, "gpiod.line", line)
+    return requests, Value
+
+
+def test_gpiod_backend_drives_the_relay_reads_inputs_and_releases_it_pulled_down(fake_gpiod):
+    requests, Value = fake_gpiod
+    cfg = DoorConfig(backend="gpiod", open_s=0.3, contact_pin=CONTACT, rex_pin=REX, relay_active_high=False)
+    door = open_door(cfg)
+    req = requests[0]
+    events: list[dict] = []
+    door.on_event(events.append)
+    relay = req.settings[RELAY]
+    assert relay.direction == "output" and relay.active_low is True  # polarity is libgpiod's job
+    assert req.history[RELAY] == [Value.INACTIVE, Value.INACTIVE]  # requested off, and driven off again
+    assert req.settings[CONTACT].bias == "pull-up" and req.settings[CONTACT].active_low is True
+    door.grant()
+    assert req.values[RELAY] is Value.ACTIVE
+    assert wait_for(lambda: req.values[RELAY] is Value.INACTIVE, 2)  # the pulse ends by itself
+    req.press(REX, True)  # the exit button: an edge, then the level read back
+    assert wait_for(lambda: {"event": "door", "action": "input", "input": "rex"} in events)
+    assert wait_for(lambda: req.values[RELAY] is Value.ACTIVE)
+    door.close()
+    assert req.values[RELAY] is Value.INACTIVE
+    assert req.settings[RELAY].direction == "input" and req.settings[RELAY].bias == "pull-down"
+    assert req.released
+
+
+def test_gpiod_backend_names_the_chip_it_cannot_open(fake_gpiod):
+    with pytest.raises(DoorError, match="cannot request lines .* on /dev/gpiochip9: .*gpioinfo"):
+        open_door(DoorConfig(backend="gpiod", gpiochip="/dev/gpiochip9"))
