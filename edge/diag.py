@@ -354,8 +354,8 @@ def check_door(ctx: Context) -> Finding:
     try:
         door = door_mod.open_door(cfg, pin_factory=ctx.pin_factory)
     except MaskgateError as e:
-        return _fail(str(e), "check the door.* pins in the config; stop the gate first if it runs "
-                             "(`sudo systemctl stop maskgate`): it holds the pins")
+        return _fail(str(e), "check the door.* pins in the config; stop the door keeper first if it runs "
+                             "(`sudo systemctl stop maskgate maskgate-keeper`): it holds the pins")
     events: list[dict[str, Any]] = []
     try:
         door.on_event(events.append)
