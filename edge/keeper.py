@@ -269,6 +269,17 @@ def relay_off(cfg: Config, state: Path) -> int:
     from edge.audit import AuditLog
     from edge.door import open_door
 
+    path = socket_path(cfg, state)
+    lock = path.with_name(path.name + ".lock")
+    if lock.exists():
+        fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # another keeper (one `maskgate run` started) owns the door now
+            log.info("a door keeper still serves %s; the pins are its to drive", path)
+            return 0
+        finally:
+            os.close(fd)
     door = open_door(cfg.door)
     door.close()
     if os.environ.get("SERVICE_RESULT") == "success":  # a clean stop: the keeper said so itself

@@ -213,7 +213,13 @@ def test_sigkill_of_the_keeper_then_the_units_exec_stop_post_turns_the_line_off(
     # and a restarted keeper takes the socket over from the dead one
     p = start_keeper(cfg, state)
     try:
-        assert KeeperDoor(state / "keeper.sock").status()["relay"] == "off"
+        door = KeeperDoor(state / "keeper.sock")
+        assert door.status()["relay"] == "off"
+        door.grant()
+        # the command leaves a live keeper's pins alone (it would cut a resident's unlock short)
+        r = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and door.status()["relay"] == "on", r.stderr
+        assert len(door_events(state, "lock")) == 1
     finally:
         p.terminate()
         p.wait(10)
