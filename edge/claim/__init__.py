@@ -101,3 +101,59 @@ def judge(claim: Claim | None, vault: Any, probes: np.ndarray, model: Any, match
         whose = "the card's holder" if claim.kind == "card" else "the PIN's holder"
         return Judgement(match, threshold, f"face does not match {whose}", names)
     return Judgement(match, threshold, None, names)
+
+
+def _door_pins(cfg: Any) -> set[int]:
+    d = cfg.door
+    return {p for p in (d.relay_pin, d.contact_pin, d.rex_pin, d.alt_entry_pin, d.led_pin, d.buzzer_pin)
+            if p is not None}
+
+
+def open_reader(cfg: Any, present: Callable[[Claim], None], vault: Any, pin_factory: Any = None) -> Any:
+    """The ``[claim]`` reader, feeding ``present`` (``Gate.present``) from its own thread; None when
+    ``claim.reader = "none"``. Has ``close()`` and ``name``."""
+    import time
+
+    from edge.errors import ConfigError
+
+    rc = cfg.claim
+    if rc.reader == "none":
+        return None
+
+    def entry(kind: str, digits: str, source: str) -> None:
+        try:
+            c = card(digits, source) if kind == "card" else pin(digits, vault, source)
+        except ClaimError as e:
+            log.warning("%s: %s", source, e)
+            return
+        present(c)
+
+    if rc.reader == "keyboard":
+        if not rc.device:
+            raise ConfigError("claim.reader = \"keyboard\" needs claim.device (a /dev/input/by-id/... path)")
+        from edge.claim.keyboard import KeyboardReader
+
+        return KeyboardReader(rc.device, lambda kind, digits: entry(kind, digits, "keyboard"))
+    d0, d1 = rc.wiegand_d0_pin, rc.wiegand_d1_pin
+    if d0 is None or d1 is None:
+        raise ConfigError("claim.reader = \"wiegand\" needs claim.wiegand_d0_pin and claim.wiegand_d1_pin")
+    clash = {d0, d1} & _door_pins(cfg)
+    if clash:
+        raise ConfigError(f"claim.wiegand pins {sorted(clash)} are also [door] pins; give each its own GPIO")
+    from edge.claim.keyboard import KeyEntry
+    from edge.wiegand import WiegandReceiver
+
+    keys = KeyEntry(plain="pin")   # a Wiegand keypad: digits then # (or * digits #) is a PIN
+
+    def frame(f: Any) -> None:
+        if f.key is None:
+            entry("card", str(f.value), f"wiegand-{f.bits}")
+        else:
+            done = keys.key(f.key, time.monotonic())
+            if done is not None:
+                entry(*done, "wiegand-keypad")
+
+    reader = WiegandReceiver(d0, d1, frame, backend=cfg.door.backend, gpiochip=cfg.door.gpiochip,
+                             gap_s=rc.wiegand_gap_ms / 1000, pin_factory=pin_factory)
+    reader.name = f"Wiegand D0=GPIO{d0} D1=GPIO{d1} ({cfg.door.backend})"
+    return reader
