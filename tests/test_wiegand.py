@@ -93,14 +93,20 @@ def drive(factory: MockFactory, frame: list[int], interval_s: float = 0.002) -> 
         time.sleep(interval_s)
 
 
-def collect(factory: MockFactory, **kw) -> tuple[WiegandReceiver, list, list]:
+# The receivers here wait 0.25 s of silence (a gate: 25 ms) so that a test thread descheduled on a
+# busy machine does not split a frame; FrameAssembler's own test checks the timing logic exactly.
+GAP_S = 0.25
+
+
+def collect(factory: MockFactory) -> tuple[WiegandReceiver, list, list]:
     got: list = []
     errors: list = []
-    rx = WiegandReceiver(D0, D1, got.append, backend="mock", pin_factory=factory, on_error=errors.append, **kw)
+    rx = WiegandReceiver(D0, D1, got.append, backend="mock", pin_factory=factory, on_error=errors.append,
+                         gap_s=GAP_S)
     return rx, got, errors
 
 
-def wait_for(items: list, n: int, timeout: float = 2.0) -> None:
+def wait_for(items: list, n: int, timeout: float = 5.0) -> None:
     end = time.monotonic() + timeout
     while len(items) < n and time.monotonic() < end:
         time.sleep(0.01)
@@ -112,12 +118,12 @@ def test_receiver_decodes_frames_from_pulses_on_two_lines() -> None:
     try:
         drive(factory, encode(0x12ABCD, 26))
         wait_for(got, 1)
-        time.sleep(0.06)
+        time.sleep(GAP_S + 0.05)
         drive(factory, encode(4000000000, 34), interval_s=0.001)
         wait_for(got, 2)
         for key in "12#":
             drive(factory, wiegand.encode_key(key, 4))
-            time.sleep(0.05)
+            time.sleep(GAP_S + 0.05)
         wait_for(got, 5)
     finally:
         rx.close()
@@ -134,7 +140,7 @@ def test_receiver_rejects_a_frame_with_bad_parity_and_a_short_one() -> None:
         frame[5] ^= 1
         drive(factory, frame)
         wait_for(errors, 1)
-        time.sleep(0.05)
+        time.sleep(GAP_S + 0.05)
         drive(factory, [1, 0, 1, 1, 0, 1, 0])
         wait_for(errors, 2)
     finally:
