@@ -243,3 +243,68 @@ def test_templates_set_card_and_pin_from_the_cli(state: Path) -> None:
     assert not again.find("alice").pin and again.card_holder("77") is None
     log = maskgate("audit", "show", "--json", "--state", state).stdout
     assert "vault.set-pin" in log and "vault.clear-card" in log and "8642" not in log
+
+
+# ---------------------------------------------------------------- diag, the daemon's reader, enrolment input
+
+def test_diag_claim_checks_the_reader(state: Path) -> None:
+    import threading
+    import time
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edge import diag, wiegand
+
+    def ctx(data: dict, yes: bool = False, factory=None) -> diag.Context:
+        return diag.Context(from_dict(data), state, yes, factory)
+
+    assert diag.check_claim(ctx({})).status == "ok"
+    f = diag.check_claim(ctx({"match": {"mode": "claim"}}))
+    assert f.status == "fail" and "nobody can present a card" in f.detail
+    assert diag.check_claim(ctx({"match": {"mode": "either"}})).status == "warn"
+    f = diag.check_claim(ctx({"match": {"mode": "claim"}, "claim": {"reader": "keyboard", "device": "/dev/input/nope"}}))
+    assert f.status == "fail" and "/dev/input/nope" in f.detail
+    wiring = {"match": {"mode": "claim"}, "claim": {"reader": "wiegand", "wiegand_d0_pin": 5, "wiegand_d1_pin": 6,
+                                                     "wiegand_gap_ms": 100.0}}
+    f = diag.check_claim(ctx(wiring, factory=MockFactory()))
+    assert f.status == "ok" and "Wiegand D0=GPIO5 D1=GPIO6" in f.detail
+
+    factory = MockFactory()
+
+    def present_card() -> None:
+        time.sleep(0.5)
+        for b in wiegand.encode(65536 * 12 + 3456, 26):
+            pin = factory.pin(6 if b else 5)
+            pin.drive_low()
+            pin.drive_high()
+            time.sleep(0.002)
+
+    threading.Thread(target=present_card, daemon=True).start()
+    f = diag.check_claim(ctx(wiring, yes=True, factory=factory))
+    assert f.status == "ok" and f.detail.endswith(f"read card {65536 * 12 + 3456}"), f
+
+
+def test_a_reader_that_will_not_open_leaves_the_daemon_running(state: Path) -> None:
+    from edge import service
+    from edge.audit import AuditLog
+
+    audit = AuditLog(state, Config().audit)
+    cfg = from_dict({"match": {"mode": "claim"}, "claim": {"reader": "keyboard", "device": "/dev/input/nope"}})
+
+    class G:
+        vault = None
+
+        def present(self, c) -> None:
+            raise AssertionError("nothing to present")
+
+    assert service._open_claim_reader(cfg, G(), audit) is None
+    assert service._open_claim_reader(Config(), G(), audit) is None
+    [entry] = [e for e in audit.tail(10) if e.get("event") == "service"]
+    assert entry["action"] == "degraded" and entry["reason"].startswith("claim reader: ")
+
+
+def test_enrol_refuses_a_bad_card_before_anything_else(state: Path) -> None:
+    r = maskgate("enroll", "x", "--from", ROOT / "edge/demo/enroll", "--consent", "form", "--card", "12ab",
+                 "--state", state)
+    assert r.returncode == 2 and "is not a card number" in r.stderr and "Traceback" not in r.stderr
+    assert Vault.open(state).people() == []
