@@ -18,7 +18,7 @@ def ask_pin(who: str, prompt: Callable[[str], str] = getpass.getpass) -> str:
     """A new PIN typed twice on the terminal; ``ClaimError`` when it is not one or the two differ."""
     try:
         first = prompt(f"PIN for {who} (4-12 digits, not shown): ")
-        second = prompt(f"the same PIN again: ")
+        second = prompt("the same PIN again: ")
     except EOFError:
         raise ClaimError("no PIN typed (--pin asks on the terminal)") from None
     check_pin(first)
