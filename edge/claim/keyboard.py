@@ -134,46 +134,64 @@ def find_device(spec: str) -> str:
     return hits[0][0]
 
 
+REOPEN_S = 2.0   # an unplugged reader is looked for again this often
+
+
 class KeyboardReader:
-    """A grabbed keyboard-like reader; ``on_entry(kind, digits)`` from a thread of its own."""
+    """A grabbed keyboard-like reader; ``on_entry(kind, digits)`` from a thread of its own. A reader
+    unplugged and plugged in again is picked up again (``spec`` is looked up anew)."""
 
     def __init__(self, spec: str, on_entry: Callable[[str, str], None], grab: bool = True) -> None:
         try:
             import evdev
         except ImportError:
             raise ClaimError("claim.reader = \"keyboard\" needs python-evdev (pip install -r requirements.txt)") from None
-        path = find_device(spec)
-        try:
-            self.device = evdev.InputDevice(path)
-        except OSError as e:
-            raise ClaimError(f"cannot open {path}: {e.strerror} (is the service user in group input?)") from None
-        if not {evdev.ecodes.KEY_0, evdev.ecodes.KEY_KP0} & set(self.device.capabilities().get(evdev.ecodes.EV_KEY, [])):
-            self.device.close()
-            raise ClaimError(f"{path} ({self.device.name}) has no digit keys: not a card reader or keypad")
-        if grab:
-            try:
-                self.device.grab()  # no console, getty or X server sees the digits
-            except OSError as e:
-                self.device.close()
-                raise ClaimError(f"cannot grab {path}: {e.strerror} (another program holds it?)") from None
-        self.name = f"{self.device.name} ({path})"
+        self._evdev, self.spec, self._grab = evdev, spec, grab
+        self.device = self._open()
+        self.name = f"{self.device.name} ({self.device.path})"
         self.decoder = KeyDecoder()
         self.on_entry = on_entry
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="claim-keyboard", daemon=True)
         self._thread.start()
 
+    def _open(self) -> Any:
+        """Find, open, check and grab the device; ``ClaimError`` saying what failed."""
+        ecodes = self._evdev.ecodes
+        path = find_device(self.spec)
+        try:
+            device = self._evdev.InputDevice(path)
+        except OSError as e:
+            raise ClaimError(f"cannot open {path}: {e.strerror} (is the service user in group input?)") from None
+        if not {ecodes.KEY_0, ecodes.KEY_KP0} & set(device.capabilities().get(ecodes.EV_KEY, [])):
+            device.close()
+            raise ClaimError(f"{path} ({device.name}) has no digit keys: not a card reader or keypad")
+        if self._grab:
+            try:
+                device.grab()  # no console, getty or X server sees the digits
+            except OSError as e:
+                device.close()
+                raise ClaimError(f"cannot grab {path}: {e.strerror} (another program holds it?)") from None
+        return device
+
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self.device is None:
+                try:
+                    self.device = self._open()
+                    log.info("card reader %s is back", self.name)
+                except ClaimError:
+                    self._stop.wait(REOPEN_S)
+                    continue
             try:
                 ready, _, _ = select.select([self.device.fd], [], [], 0.2)
-                if not ready:
-                    continue
-                events = list(self.device.read())
+                events = list(self.device.read()) if ready else []
             except (OSError, ValueError) as e:  # unplugged, or closed while waiting
-                if not self._stop.is_set():
-                    log.error("card reader %s: %s", self.name, e)
-                return
+                if self._stop.is_set():
+                    return
+                log.error("card reader %s: %s; waiting for it to come back", self.name, e)
+                self._drop()
+                continue
             for ev in events:
                 done = self.decoder.feed(ev.type, ev.code, ev.value, time.monotonic())
                 if done is not None:
@@ -182,12 +200,21 @@ class KeyboardReader:
                     except Exception:  # noqa: BLE001 - a listener's bug must not stop the reader
                         log.exception("claim listener failed")
 
+    def _drop(self) -> None:
+        device, self.device = self.device, None
+        if device is None:
+            return
+        try:
+            device.ungrab()
+        except OSError:
+            pass
+        try:
+            device.close()
+        except OSError:
+            pass
+
     def close(self) -> None:
         self._stop.set()
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
-        try:
-            self.device.ungrab()
-        except OSError:
-            pass
-        self.device.close()
+        self._drop()
