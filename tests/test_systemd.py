@@ -94,7 +94,7 @@ def test_the_service_is_the_daemon_the_cli_defines() -> None:
     assert args.command == "run"
     assert (args.config, args.state) == ("/etc/maskgate/maskgate.toml", "/var/lib/maskgate")
     unit = unit_text("maskgate.service")
-    for setting in ("Type=notify", "User=maskgate", "SupplementaryGroups=video", "Restart=always",
+    for setting in ("Type=notify", "User=maskgate", "SupplementaryGroups=video gpio", "Restart=always",
                     "StateDirectory=maskgate", "ConfigurationDirectory=maskgate", "DevicePolicy=closed"):
         assert setting in unit.splitlines(), setting
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
