@@ -284,14 +284,14 @@ def from_dict(data: dict, origin: str = "config") -> Config:
 def cross_check(cfg: Config, origin: str = "config") -> None:
     """Rules between keys, which no single key's check can see."""
     d = cfg.door
-    pins = {"relay_pin": d.relay_pin, "contact_pin": d.contact_pin, "rex_pin": d.rex_pin,
-            "alt_entry_pin": d.alt_entry_pin, "led_pin": d.led_pin, "buzzer_pin": d.buzzer_pin}
+    pins = {"door.relay_pin": d.relay_pin, "door.contact_pin": d.contact_pin, "door.rex_pin": d.rex_pin,
+            "door.alt_entry_pin": d.alt_entry_pin, "door.led_pin": d.led_pin, "door.buzzer_pin": d.buzzer_pin}
     seen: dict[int, str] = {}
     for key, pin in pins.items():
         if pin is None:
             continue
         if pin in seen:
-            raise ConfigError(f"{origin}: door.{seen[pin]} and door.{key} are both GPIO {pin}; give each its own pin")
+            raise ConfigError(f"{origin}: {seen[pin]} and {key} are both GPIO {pin}; give each its own pin")
         seen[pin] = key
     if cfg.liveness.prompt == "led" and d.led_pin is None:
         raise ConfigError(f"{origin}: liveness.prompt = \"led\" needs door.led_pin (the door keeper shows "
