@@ -274,3 +274,36 @@ def test_sigkill_of_maskgate_run_right_after_an_unlock_leaves_the_relay_off_with
             p.kill()
         stop_keeper_at(enrolled)
     assert verify_file(enrolled / "audit.log", enrolled / "audit.head").ok
+
+
+def test_maskgate_run_keeps_deciding_when_the_audit_log_cannot_be_written(tmp_path, enrolled):
+    """The log's path is a directory (every write fails, as on a full or read-only disk, which root
+    in a test cannot make): the gate still runs, grants, and the keeper still pulses the relay."""
+    import shutil
+
+    state = tmp_path / "state"
+    shutil.copytree(enrolled, state, ignore=shutil.ignore_patterns("audit.*", "keeper.*"))
+    (state / "audit.log").mkdir()
+    cfg = tmp_path / "maskgate.toml"
+    cfg.write_text(f'[camera]\nsource = "replay"\npath = "{demo_clip()}"\nrealtime = true\nloop = true\n'
+                   f'[door]\nbackend = "mock"\nopen_s = 1.0\n[liveness]\nchallenges = ["blink"]\nsteps = 1\n')
+    p = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), "--state", str(state)],
+                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def relay_on() -> bool:
+        try:
+            return KeeperDoor(state / "keeper.sock").status()["relay"] == "on" or p.poll() is not None
+        except DoorError:
+            return p.poll() is not None
+
+    try:
+        assert wait_for(relay_on, 180, 0.05)
+        assert p.poll() is None, p.stderr.read()  # granted with no log to write, and still running
+        p.terminate()
+        _, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        stop_keeper_at(state)
+    assert p.returncode == 0, err
+    assert "audit log" in err and "the gate carries on and retries" in err and "Traceback" not in err
