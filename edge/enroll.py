@@ -278,6 +278,7 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
               f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")
+    site_warning(vault, name, cfg, embedder, out)
     if alike:
         out.text(f"warning: {name} resembles {alike['name']} to this model ({alike['score']:.2f}, the gate's "
                  f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
@@ -301,3 +302,19 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     if best[k] < t:
         return None
     return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}
+
+
+def site_warning(vault: Any, name: str, cfg: Config, embedder: Any, out: Any) -> None:
+    """Warn when, with this person enrolled, the model can no longer separate the site's people at
+    ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode."""
+    from edge.calibration import CLAIM_HINT, calibrate
+
+    ids, rows = vault.gallery()
+    if not ids:
+        return
+    cal = calibrate(ids, rows, embedder, cfg.match)
+    if not cal.separates:
+        out.text(f"warning: with {name} enrolled, {cal.summary()}: the face alone cannot keep strangers "
+                 f"out at match.stranger_rate = {cfg.match.stranger_rate:g} here; {CLAIM_HINT}")
+        if getattr(out, "json", False):   # no human text under --json: say it on stderr
+            log.warning("site calibration after enrolling %s: %s; %s", name, cal.summary(), CLAIM_HINT)
