@@ -102,6 +102,13 @@ def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> di
         cal = calibrate(*vault.gallery(), embedder, cfg.match)
     by_path = {e["path"]: e for e in out.events}
     fig_ceiling = ceiling(probes, by_path, cfg.match.stranger_rate)
+    from edge.match import gate_threshold
+
+    old_t = gate_threshold(len(enrolled), embedder, cfg.match)[0]   # before the site calibration
+    fig_ceiling["model_rule"] = {"threshold": round(old_t, 4), **{
+        f"{'strangers' if not g else 'right'}_{'masked' if m else 'bare'}": _share(
+            [(by_path.get(str(p), {}), w) for p, w, mm, gg in probes if mm == m and gg == g], old_t, g)
+        for m in (True, False) for g in (False, True)}}
     fig: dict[str, Any] = {"enrolled": len(enrolled), "tried": len(enrolled) + len(refused),
                            "strangers_people": len(strangers), "threshold": round(cal.threshold, 4),
                            "calibration": cal.summary(), "separates": cal.separates, "ceiling": fig_ceiling}
@@ -120,6 +127,13 @@ def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> di
             fig[key] = {"admitted": ok, "photos": len(rows), "no_face": len(rows) - len(faced),
                         "rate": (ok / len(rows)) if rows else None}
     return fig
+
+
+def _share(rows: list[tuple[dict, str]], t: float, genuine: bool) -> float | None:
+    """Share of photos admitted at threshold ``t`` (genuine: as their owner)."""
+    if not rows:
+        return None
+    return sum("score" in r and r["score"] >= t and (r["who"] == w or not genuine) for r, w in rows) / len(rows)
 
 
 def ceiling(probes: list, by_path: dict, rate: float) -> dict:
@@ -155,7 +169,11 @@ def _line(f: dict) -> str:
             f"  right person admitted: masked {r('right_masked')}, bare {r('right_bare')}\n"
             f"  ceiling (hindsight: the threshold {f['ceiling']['threshold']:.3f} that admits the asked share of "
             f"these very strangers): right person masked {_pct(f['ceiling']['right_masked'])}, "
-            f"bare {_pct(f['ceiling']['right_bare'])}")
+            f"bare {_pct(f['ceiling']['right_bare'])}\n"
+            f"  the model's calibration alone (the rule before, threshold {f['ceiling']['model_rule']['threshold']:.3f}): "
+            f"strangers masked {_pct(f['ceiling']['model_rule']['strangers_masked'])}, "
+            f"bare {_pct(f['ceiling']['model_rule']['strangers_bare'])}; right person masked "
+            f"{_pct(f['ceiling']['model_rule']['right_masked'])}, bare {_pct(f['ceiling']['model_rule']['right_bare'])}")
 
 
 def _pct(x: float | None) -> str:
