@@ -106,6 +106,12 @@ def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
     return embed.embed_images([Path(p) for p in args.images], cfg, out)
 
 
+def _cmd_identify(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import identify
+
+    return identify.identify_images([Path(p) for p in args.images], cfg, Path(args.state), out)
+
+
 def _cmd_liveness(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import liveness
 
@@ -186,6 +192,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="the challenge sequence to ask (a recording can only answer what it shows)")
     sp.add_argument("--claim", metavar="NUMBER", help="a card presented at the start of the recording (claim mode)")
     sp = add("embed", _cmd_embed, "eye-region embedding of the largest face in each image")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+    sp = add("identify", _cmd_identify, "whom the recogniser takes each image's face for (no liveness)")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
     sp = add("liveness", _cmd_liveness, "judge one challenge on a recorded video")
     sp.add_argument("video")

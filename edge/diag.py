@@ -434,17 +434,20 @@ def check_vault(ctx: Context) -> Finding:
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
     from edge.embed import load_spec
-    from edge.match import gate_threshold
 
     try:
         spec = load_spec(ctx.cfg.embed.model)
     except ModelError:
         spec = None   # no comparison against the model then; ``diag models`` says why
     stale = v.stale_for(spec.space) if spec is not None else None
-    reached = True
-    if spec is not None and people:
-        t, reached = gate_threshold(len(people), spec, ctx.cfg.match)
-        detail += f"; decision threshold {t:.3f}"
+    reached, cal = True, None
+    ids, rows = v.gallery()
+    if spec is not None and ids:
+        from edge.calibration import calibrate
+
+        cal = calibrate(ids, rows, spec, ctx.cfg.match)   # the gate's own rule
+        reached = cal.model_reached or (cal.estimated and (cal.strangers or 0.0) <= cal.rate)
+        detail += f"; {cal.summary()}"
     if stale:
         return _fail(f"{detail}; {stale}", "the gate grants nobody until then: remove everyone "
                      "(`maskgate templates remove ID`) and enrol them again with this model")
@@ -452,6 +455,11 @@ def check_vault(ctx: Context) -> Finding:
         return _fail(f"{detail}; {key.name} had mode {mode:04o}, readable by others",
                      f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "
                      "`maskgate templates rekey` so a copy opens nothing")
+    if cal is not None and not cal.separates:
+        from edge.calibration import CLAIM_HINT
+
+        return _fail(f"{detail}: this model cannot tell these {len(set(ids))} people apart at "
+                     f"match.stranger_rate = {ctx.cfg.match.stranger_rate:g}", CLAIM_HINT)
     if backlog:
         return _warn(f"{detail}, {len(backlog)} past expiry or retention",
                      "`maskgate templates purge` removes them (the gate already refuses them)")

@@ -272,14 +272,15 @@ class Gate:
         if src is not self._gallery_src:
             self._gallery_src = src
             self._gallery = Gallery(*src)
-            people = len(self._gallery.people)
-            self.threshold, reached = gate_threshold(people, self.embedder, self.cfg.match)
-            if reached:
-                log.info("decision threshold %.3f for %d people enrolled", self.threshold, people)
+            from edge.calibration import calibrate  # the same rule as identify and diag vault
+
+            cal = calibrate(*src, self.embedder, self.cfg.match)
+            self.threshold = cal.threshold
+            if cal.separates and cal.model_reached:
+                log.info("%s", cal.summary())
             else:
-                log.warning("decision threshold %.3f for %d people enrolled: with this many the model lets "
-                            "strangers in more often than match.stranger_rate = %g (maskgate diag vault)",
-                            self.threshold, people, self.cfg.match.stranger_rate)
+                log.warning("%s: the face alone does not keep strangers out at match.stranger_rate = %g "
+                            "(maskgate diag vault)", cal.summary(), self.cfg.match.stranger_rate)
         return self._gallery
 
     def _verify(self, t: float, a: _Approach) -> None:

@@ -243,7 +243,13 @@ def test_vault_with_people_is_ok(state: Path) -> None:
     Vault.open(state).add("Ann", [unit(seed=1), unit(seed=2)], consent="form 12", space=SPACE)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "ok", f
-    assert "1 person, 2 templates" in f.detail and f"decision threshold {load_spec().threshold:.3f}" in f.detail
+    from edge.config import MatchConfig
+    from edge.match import gate_threshold
+
+    # One person: too few to estimate the site's stranger rate; the model's calibration for 2 templates.
+    t = gate_threshold(2, load_spec(), MatchConfig())[0]
+    assert "1 person, 2 templates" in f.detail and f"decision threshold {t:.3f}" in f.detail
+    assert "too few people enrolled" in f.detail
 
 
 def test_vault_too_big_for_the_stranger_rate_warns(state: Path) -> None:
@@ -252,7 +258,7 @@ def test_vault_too_big_for_the_stranger_rate_warns(state: Path) -> None:
     from edge.vault import Vault
 
     v = Vault.open(state)
-    for i in range(3):
+    for i in range(2):   # too few to estimate the site's own rate: the model's calibration alone
         v.add(f"P{i}", [unit(seed=i)], consent="form 12", space=SPACE)
     f = diag.check_vault(ctx_for(state))
     assert f.status == "ok" and "decision threshold" in f.detail, f
