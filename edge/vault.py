@@ -290,7 +290,7 @@ def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
         face = None
         if fs is not None:
             face, fstart = faces[fstart:fstart + p.templates], fstart + p.templates
-        records.append(_Record(p, matrix[start:start + p.templates], face, fs or ""))
+        records.append(_Record(p, matrix[start:start + p.templates], face=face, face_space=fs or ""))
         start += p.templates
     return records, dim, space
 
@@ -676,8 +676,8 @@ class Vault:
             self._dim = rows.shape[1]
             self._records[pid] = _Record(Person(pid, name, len(rows), Consent(consent.strip(), now, operator),
                                                 now, None, expires), rows,
-                                         None if face_rows is None else self.protect_face(face_rows),
-                                         face_space if face_rows is not None else "")
+                                         face=None if face_rows is None else self.protect_face(face_rows),
+                                         face_space=face_space if face_rows is not None else "")
             return pid
 
         pid = self._mutate(change)
@@ -774,7 +774,7 @@ class Vault:
             raise VaultError(f"cannot use the keys for the bundle: {e}") from None
         self.refresh()
         records = [_Record(r.person, self._unprotect(r.rows),
-                           None if r.face is None else self._unprotect_face(r.face), r.face_space)
+                           face=None if r.face is None else self._unprotect_face(r.face), face_space=r.face_space)
                    for r in self._records.values()]
         sealed = bytes(box.encrypt(encode_records(records, self._dim, self._space)))
         head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
@@ -802,8 +802,8 @@ class Vault:
                 if r.person.id in self._records:
                     log.info("%s: replacing %s with the bundle's record", where, r.person.id)
                 self._records[r.person.id] = _Record(r.person, self.protect(r.rows),
-                                                     None if r.face is None else self.protect_face(r.face),
-                                                     r.face_space)
+                                                     face=None if r.face is None else self.protect_face(r.face),
+                                                     face_space=r.face_space)
                 self._dim = dim
             return [r.person for r in records]
 
