@@ -1,8 +1,9 @@
 """Per-stage timing and memory on recorded frames: the honest speed figures.
 
 Each stage is timed on its own over the same frames (decode, landmarks, geometry, eye crop,
-embedding, 1:N match against 10,000 templates or ``--templates N``), medians and 95th percentiles
-in milliseconds, then frames per second and the process's peak RSS.
+embedding, the whole-face chip, its embedding and the mask check, 1:N match against 10,000 templates
+or ``--templates N``), medians and 95th percentiles in milliseconds, then frames per second and the
+process's peak RSS. The face stages run on the frames the gate embeds, as ``embed`` does.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
 from edge.errors import ConfigError
-from edge.vision import eyecrop, geometry
+from edge.vision import eyecrop, facecrop, geometry
 from edge.vision.landmarks import Landmarker
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,14 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
         raise ConfigError(f"--templates must be between 1 and {MAX_TEMPLATES:,}, not {templates}")
     source = ReplaySource(video or demo_clip(), realtime=False)
     match_name = match_stage(templates)
-    stages = ["decode", "landmarks", "geometry", "eyecrop", "embed", match_name]
+    stages = ["decode", "landmarks", "geometry", "eyecrop", "embed", "facecrop", "face_embed", "mask_check",
+              match_name]
     times: dict[str, list[float]] = {name: [] for name in stages}
     total: list[float] = []
     embedder, why_not = _embedder(cfg)
+    from edge import fusion
+
+    face_model = fusion.load(cfg.embed) if embedder is not None else None
     lm = Landmarker(cfg.vision.max_faces)
     dim = embedder.dim if embedder is not None else MATCH_DIM
     gallery = synthetic_gallery(dim, templates)
@@ -133,6 +138,16 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
                     times["embed"].append(ms)
                     spent += ms
                     recent.append(probe)
+                    if face_model is not None:
+                        chip, t_chip = timed(lambda: facecrop.face_crop(frame.image, L))
+                        times["facecrop"].append(t_chip)
+                        spent += t_chip
+                        if chip is not None:
+                            fe, ms = timed(lambda: face_model.embedder.embed_crop(chip))
+                            _, ms2 = timed(lambda: face_model.mask.covered(chip, fe))
+                            times["face_embed"].append(ms)
+                            times["mask_check"].append(ms2)
+                            spent += ms + ms2
                 probes = np.stack(recent)
                 _, ms = timed(lambda: gallery.search(probes))
                 times[match_name].append(ms)

@@ -324,7 +324,23 @@ def _models_with(embed: ModuleType, ctx: Context) -> Finding:
     if not passed:
         return _fail(detail, "the model runs but gives wrong answers: check the TFLite runtime "
                              "(ai-edge-litert / tflite-runtime version) and " + reinstall)
-    return _ok(detail)
+    face = _face_model(ctx)
+    if isinstance(face, str):   # the gate still works on the eye region alone
+        return _warn(f"{detail}; whole-face model not used: {face}", reinstall)
+    passed, answer = _known_answer(face.embedder, {})
+    if not passed:
+        return _warn(f"{detail}; whole-face model: {answer}", "the gate uses the eye region alone; " + reinstall)
+    return _ok(f"{detail}; whole-face model {face.embedder.spec.path.name}: {answer}")
+
+
+def _face_model(ctx: Context) -> Any:
+    """The installed whole-face model (edge.fusion.FaceModel), or why it cannot be loaded."""
+    from edge.fusion import FaceModel
+
+    try:
+        return FaceModel(ctx.cfg.embed)
+    except ModelError as e:
+        return str(e)
 
 
 # ---- door ----

@@ -27,7 +27,7 @@ import numpy as np
 from edge.config import Config, EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
-from edge.vision import eyecrop
+from edge.vision import eyecrop, facecrop
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -73,12 +73,19 @@ def space_of(manifest: dict) -> str:
     return hashlib.sha256(",".join(files + [how]).encode()).hexdigest()[:16]
 
 
-def load_spec(name: str = "", directory: Path | None = None) -> ModelSpec:
-    """The manifest's entry for ``name`` (a kind such as ``int8``, or a file name); "" = its default."""
+def load_spec(name: str = "", directory: Path | None = None, section: str = "") -> ModelSpec:
+    """The manifest's entry for ``name`` (a kind such as ``int8``, or a file name); "" = its default.
+
+    ``section``: a table of the manifest laid out like the manifest itself (``face``: the whole-face
+    embedder), so that each embedding function has its own files, input, calibration and space."""
     d = directory or models_dir()
     mpath = d / MANIFEST
     try:
         m = tomllib.loads(mpath.read_text(encoding="utf-8"))
+        if section:
+            if section not in m:
+                raise ModelError(f"{mpath} has no [{section}] model (reinstall maskgate)")
+            m = m[section]
         models = m["models"]
         kind = name or m["default"]
         by_file = {v["file"]: k for k, v in models.items()}
@@ -149,11 +156,15 @@ def _interpreter(path: Path, threads: int) -> Any:
     return it
 
 
-class Embedder:
-    """The eye-region embedding of a face: checked model, fixed preprocessing, L2-normalised output."""
+class _CheckedModel:
+    """A manifest-checked TFLite embedding model: sha256, input shape and crop size verified at load."""
 
-    def __init__(self, cfg: EmbedConfig, directory: Path | None = None) -> None:
-        spec = load_spec(cfg.model, directory)
+    SECTION = ""
+    CROP_HW = (0, 0)
+    WHAT = "embedder"
+
+    def __init__(self, model: str, threads: int, directory: Path | None = None) -> None:
+        spec = load_spec(model, directory, self.SECTION)
         if not spec.path.is_file():
             raise ModelError(f"model file {spec.path} is missing (reinstall maskgate or set MASKGATE_MODELS)")
         digest = _sha256(spec.path)
@@ -166,16 +177,16 @@ class Embedder:
         self.threshold = spec.threshold
         self.tail = spec.tail
         self.space = spec.space
-        self._it = _interpreter(spec.path, cfg.threads)
+        self._it = _interpreter(spec.path, threads)
         inp = self._it.get_input_details()[0]
         self._in, self._out = inp["index"], self._it.get_output_details()[0]["index"]
         if tuple(inp["shape"]) != (1, spec.height, spec.width, 3):
             raise ModelError(f"{spec.path} takes input {tuple(inp['shape'])}, the manifest says "
                              f"{spec.height}x{spec.width}x3; reinstall maskgate")
-        if (spec.height, spec.width) != (eyecrop.CROP_H, eyecrop.CROP_W):
-            raise ModelError(f"{spec.path} expects {spec.height}x{spec.width} crops but the eye crop is "
-                             f"{eyecrop.CROP_H}x{eyecrop.CROP_W}; model and code are from different versions")
-        log.info("eye embedder %s (%d-D, threshold %.3f)", spec.path.name, self.dim, self.threshold)
+        if (spec.height, spec.width) != self.CROP_HW:
+            raise ModelError(f"{spec.path} expects {spec.height}x{spec.width} crops but the {self.WHAT} crop is "
+                             f"{self.CROP_HW[0]}x{self.CROP_HW[1]}; model and code are from different versions")
+        log.info("%s %s (%d-D, threshold %.3f)", self.WHAT, spec.path.name, self.dim, self.threshold)
 
     def embed_crop(self, crop: np.ndarray) -> np.ndarray:
         """The unit embedding of one aligned eye crop (RGB or grey uint8, CROP_H x CROP_W)."""
@@ -198,8 +209,40 @@ class Embedder:
 
     def embed_face(self, image: np.ndarray, face: Any) -> np.ndarray | None:
         """The embedding of ``face`` (a ``Face``) in an RGB frame; None when its pose is unusable."""
-        crop = eyecrop.eye_crop(image, face.landmarks)
+        crop = self.crop(image, face.landmarks)
         return None if crop is None else self.embed_crop(crop)
+
+    def crop(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+class Embedder(_CheckedModel):
+    """The eye-region embedding of a face: checked model, fixed preprocessing, L2-normalised output."""
+
+    CROP_HW = (eyecrop.CROP_H, eyecrop.CROP_W)
+    WHAT = "eye embedder"
+
+    def __init__(self, cfg: EmbedConfig, directory: Path | None = None) -> None:
+        super().__init__(cfg.model, cfg.threads, directory)
+
+    def crop(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        return eyecrop.eye_crop(image, landmarks)
+
+
+class FaceEmbedder(_CheckedModel):
+    """The whole-face embedding (dlib's face network, CC0, exported by scripts/face_export.py) of an
+    uncovered face: what the eye region alone cannot tell apart. Its scores are fused with the eye
+    embedder's (``edge.fusion``) only when the lower face is visible (``edge.vision.mask``)."""
+
+    SECTION = "face"
+    CROP_HW = (facecrop.CHIP, facecrop.CHIP)
+    WHAT = "face embedder"
+
+    def __init__(self, cfg: EmbedConfig, directory: Path | None = None) -> None:
+        super().__init__("", cfg.threads, directory)
+
+    def crop(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
+        return facecrop.face_crop(image, landmarks)
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -215,6 +258,23 @@ def _read_rgb(path: Path) -> np.ndarray:
         raise MaskgateError(f"{path}: cannot be read as an image (give a JPEG, PNG, BMP or PGM file)")
     too_large(im, str(path))
     return np.ascontiguousarray(im[:, :, ::-1])
+
+
+def find_face(lm: Any, image: np.ndarray, centre: bool = False) -> tuple[np.ndarray, Any]:
+    """(image, its largest face) from a ``Landmarker``; a tight face crop is retried with a border
+    (the detector needs context), and the bordered image is returned with the face found in it.
+    ``centre``: the face nearest the image centre instead (photo collections with bystanders)."""
+    faces = lm.detect(image)
+    if not faces:
+        pad = max(image.shape[:2]) // 3
+        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
+        faces = lm.detect(image)
+    if not faces:
+        return image, None
+    if centre:
+        h, w = image.shape[:2]
+        return image, min(faces, key=lambda f: np.hypot(f.center[0] - w / 2, f.center[1] - h / 2))
+    return image, faces[0]
 
 
 def embed_images(paths: list[Path], cfg: Config, out: Any) -> int:
@@ -236,14 +296,10 @@ def embed_images(paths: list[Path], cfg: Config, out: Any) -> int:
                 print(f"maskgate: error: {e}", file=sys.stderr)
                 status = 2
                 continue
-            faces = lm.detect(image)
-            if not faces:
-                pad = max(image.shape[:2]) // 3
-                image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-                faces = lm.detect(image)
-            emb = embedder.embed_face(image, faces[0]) if faces else None
+            image, face = find_face(lm, image)
+            emb = embedder.embed_face(image, face) if face is not None else None
             if emb is None:
-                if faces:
+                if face is not None:
                     log.info("%s: face turned beyond %.0f deg", p, eyecrop.MAX_YAW_DEG)
                 out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
             else:

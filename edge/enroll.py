@@ -89,6 +89,7 @@ class Candidate:
     source: int
     embedding: np.ndarray
     sharpness: float
+    face: np.ndarray | None = None   # the whole-face embedding (None: no face model, or lower face covered)
 
 
 def choose_diverse(cands: list[Candidate], k: int) -> list[Candidate]:
@@ -203,8 +204,10 @@ class _LivenessFailed(Exception):
         self.reason = reason
 
 
-def collect(sources: list[str], cfg: Config, embedder: Any, out: Any) -> tuple[list[Candidate], list[SourceReport]]:
-    """Embeddings of every good frame of every source, with a report per source."""
+def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model: Any = None
+            ) -> tuple[list[Candidate], list[SourceReport]]:
+    """Embeddings of every good frame of every source, with a report per source (and the whole-face
+    embedding of each, when ``face_model`` is given and the lower face is not covered)."""
     cands: list[Candidate] = []
     reports: list[SourceReport] = []
     groups: dict[str, int] = {}
@@ -240,8 +243,10 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any) -> tuple[l
                     continue
                 rep.good += 1
                 v = np.asarray(vec, dtype=np.float32).ravel()
+                fp = face_model.probe(image, faces[0].landmarks) if face_model is not None else None
                 cands.append(Candidate(i, v / max(float(np.linalg.norm(v)), 1e-12),
-                                       geometry.face_quality(image, faces[0].landmarks).sharpness))
+                                       geometry.face_quality(image, faces[0].landmarks).sharpness,
+                                       None if fp is None or fp.covered else fp.embedding))
         refused = ", ".join(f"{n} {why}" for why, n in rep.refused.most_common()) or "none"
         out.text(f"{source}: {rep.frames} frames, {rep.good} good (refused: {refused})")
     return cands, reports
@@ -281,8 +286,11 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     stale = vault.stale_for(embedder.space)
     if stale:  # before the challenge: these templates could never be enrolled beside them
         raise EnrollError(stale)
+    from edge import fusion
+
+    face_model = fusion.load(cfg.embed)
     try:
-        cands, reports = collect(sources, cfg, embedder, out)
+        cands, reports = collect(sources, cfg, embedder, out, face_model)
     except _LivenessFailed as e:
         out.event({"enrolled": False, "name": name, "reason": f"liveness failed: {e.reason}"},
                   f"not enrolled: liveness failed ({e.reason})")
@@ -292,7 +300,9 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
     pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space,
-                    card=card, pin=pin_record)
+                    card=card, pin=pin_record,
+                    faces=[c.face for c in chosen] if face_model is not None else None,
+                    face_space=face_model.space if face_model is not None else "")
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),

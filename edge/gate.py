@@ -72,6 +72,7 @@ class _Approach:
     waited: int = 0
     steps: list[str] = field(default_factory=list)
     session: Any = None
+    faces: list[Any] = field(default_factory=list)   # edge.fusion.FaceProbe of each embedded frame
 
 
 class Gate:
@@ -79,8 +80,9 @@ class Gate:
 
     def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
                  challenges: list[str] | None = None, fault: str | None = None,
-                 rng: random.Random | None = None, prompter: Any = None) -> None:
+                 rng: random.Random | None = None, prompter: Any = None, face_model: Any = None) -> None:
         self.cfg = cfg
+        self.face_model = face_model   # edge.fusion.FaceModel; None: eye region only
         self.vault = vault          # None when it could not be opened (``fault`` says why)
         self.embedder = embedder    # None when the model could not be loaded
         self.door = door
@@ -252,6 +254,12 @@ class Gate:
         vec = self.embedder.embed_face(frame.image, face)
         if vec is not None:
             into.append(self.vault.protect(vec) if self.vault is not None else vec)
+            if self.face_model is not None and self.vault is not None:   # the whole face, same frames
+                from edge.fusion import FaceProbe
+
+                fp = self.face_model.probe(frame.image, face.landmarks)
+                e = None if fp.embedding is None else self.vault.protect_face(fp.embedding)
+                a.faces.append(FaceProbe(e, fp.covered))
 
     def _start_challenge(self, t: float, a: _Approach) -> None:
         from edge import liveness
@@ -291,15 +299,24 @@ class Gate:
         same = cosine(np.mean(a.before, axis=0), np.mean(a.after, axis=0))
         if self._claim_mode():
             return self._verify_claim(t, a, same)
-        match: Match = gallery.search(np.stack(a.before + a.after))
+        match, threshold, used = self._search(gallery, np.stack(a.before + a.after), a)
         self.emit(t, "match", who=self._name(match.person), score=round(match.score, 3),
-                  runner_up=round(match.runner_up, 3), agreement=round(same, 3))
+                  runner_up=round(match.runner_up, 3), agreement=round(same, 3), used=used)
         if same < AGREEMENT_MIN:
             return self._deny(t, f"the face after the challenge is not the one before it ({same:.2f})")
-        if not decide(match, self.threshold):
+        if not decide(match, threshold):
             why = "no one enrolled" if match.person is None else "not recognised"
             return self._deny(t, why, score=match.score)
         self._grant(t, match)
+
+    def _search(self, gallery: Gallery, probes: np.ndarray, a: _Approach) -> tuple[Match, float, str]:
+        """Eye region alone, or fused with the whole face when the approach showed its lower face."""
+        if self.face_model is None or self.vault is None:
+            return gallery.search(probes), self.threshold, "eye"
+        from edge import fusion
+
+        return fusion.search(gallery, self._gallery_src, self.vault.face_gallery(self.face_model.space),
+                             probes, a.faces, self.face_model, self.embedder, self.cfg.match)
 
     # ---- outcomes ----
     def _name(self, person: str | None) -> str | None:
@@ -427,6 +444,9 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         vault = Vault.open(state, cfg.vault)
     except MaskgateError as e:
         faults.append(str(e))
+    from edge import fusion
+
+    face_model = fusion.load(cfg.embed) if embedder is not None else None
     stale = vault.stale_for(embedder.space) if vault is not None and embedder is not None else None
     if stale:  # not a fault of the install: re-enrolling fixes it while the gate runs
         log.error("%s", stale)
@@ -435,7 +455,7 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         log.error("%s", f)
         emit({"t": 0.0, "event": "error", "reason": f})
     return Gate(cfg, vault, embedder, door, audit, emit, challenges=challenges,
-                fault="; ".join(faults) or None, prompter=prompter)
+                fault="; ".join(faults) or None, prompter=prompter, face_model=face_model)
 
 
 def _human(ev: dict[str, Any]) -> str:

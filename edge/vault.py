@@ -54,6 +54,7 @@ HEADER = struct.Struct(">8sH8s")          # magic, version, key id
 BUNDLE_HEAD = struct.Struct(">8sH32s32s")  # magic, version, signer Ed25519 key, target X25519 key
 SIGNATURE_BYTES = 64
 TRANSFORM = "shake256-gauss-qr-v1"
+FACE_DIM = 128   # the whole-face embeddings stored beside the eye templates (edge.embed.FaceEmbedder)
 
 VAULT_FILE = "vault.bin"
 KEY_FILE = "device.key"
@@ -185,6 +186,10 @@ class _Record:
     person: Person
     rows: np.ndarray  # n x dim float32, protected (keyed space)
     pin: str | None = None  # "salt:hash" in hex (edge.claim.credentials.pin_record)
+    # the whole-face embedding of each template photo (n x FACE_DIM, protected by its own transform;
+    # a zero row: none for that photo) and the face embedder that made them; None: eye only
+    face: np.ndarray | None = None
+    face_space: str = ""
 
 
 def _field(obj: dict, key: str, kind: type | tuple, what: str) -> Any:
@@ -249,11 +254,14 @@ def _person_from_json(obj: Any, i: int) -> Person:
 
 
 def encode_records(records: list[_Record], dim: int, space: str = "") -> bytes:
-    """People and their rows as bytes: u32 json length, json, float32 rows."""
-    meta = json.dumps({"dim": dim, "transform": TRANSFORM, "embedder": space,
-                       "people": [{**_person_to_json(r.person), "pin": r.pin} for r in records]},
+    """People and their rows as bytes: u32 json length, json, float32 rows (the eye rows of everyone,
+    then the face rows of those who have them: ``"face"`` in their json names the face embedder)."""
+    people = [{**_person_to_json(r.person), "pin": r.pin, **({"face": r.face_space} if r.face is not None else {})}
+              for r in records]
+    meta = json.dumps({"dim": dim, "transform": TRANSFORM, "embedder": space, "people": people},
                       separators=(",", ":"), ensure_ascii=True).encode()
     rows = [r.rows.astype("<f4", copy=False) for r in records]
+    rows += [r.face.astype("<f4", copy=False) for r in records if r.face is not None]
     blob = np.concatenate(rows).tobytes() if rows else b""
     return struct.pack(">I", len(meta)) + meta + blob
 
@@ -288,16 +296,24 @@ def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
     cards = [p.card for p in people if p.card is not None]
     if len(set(cards)) != len(cards):
         raise VaultError("body malformed: a card number is held by two people")
+    face_spaces = [_field(p, "face", str, f"record {i}") if isinstance(p, dict) and "face" in p else None
+                   for i, p in enumerate(people_json)]
     total = sum(p.templates for p in people)
+    n_face = sum(p.templates for p, f in zip(people, face_spaces) if f is not None)
     blob = data[4 + n_meta:]
-    if (people and dim == 0) or len(blob) != total * dim * 4:
-        raise VaultError(f"body malformed: {len(blob)} bytes of templates, expected {total * dim * 4}")
-    matrix = np.frombuffer(blob, dtype="<f4").reshape(total, dim).astype(np.float32)
-    if not np.all(np.isfinite(matrix)):
+    expect = total * dim * 4 + n_face * FACE_DIM * 4
+    if (people and dim == 0) or len(blob) != expect:
+        raise VaultError(f"body malformed: {len(blob)} bytes of templates, expected {expect}")
+    matrix = np.frombuffer(blob[:total * dim * 4], dtype="<f4").reshape(total, dim).astype(np.float32)
+    faces = np.frombuffer(blob[total * dim * 4:], dtype="<f4").reshape(n_face, FACE_DIM).astype(np.float32)
+    if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(faces))):
         raise VaultError("body malformed: a template holds a non-finite number")
-    records, start = [], 0
-    for p, pin in zip(people, pins):
-        records.append(_Record(p, matrix[start:start + p.templates], pin))
+    records, start, fstart = [], 0, 0
+    for p, pin, fs in zip(people, pins, face_spaces):
+        face = None
+        if fs is not None:
+            face, fstart = faces[fstart:fstart + p.templates], fstart + p.templates
+        records.append(_Record(p, matrix[start:start + p.templates], pin, face=face, face_space=fs or ""))
         start += p.templates
     return records, dim, space
 
@@ -622,6 +638,29 @@ class Vault:
             self._gallery = (ids, matrix)
         return self._gallery
 
+    def face_gallery(self, face_space: str) -> np.ndarray | None:
+        """The face embedding beside each row of :meth:`gallery` (protected; zero rows where a
+        template has none or was made by another face embedder), or None when no row has one."""
+        ids, _ = self.gallery()
+        if getattr(self, "_face_cache", (None,))[0] is not self._gallery or self._face_cache[1] != face_space:
+            now, rows = time.time(), []
+            for r in self._records.values():
+                if self._active(r.person, now):
+                    ok = r.face is not None and r.face_space == face_space
+                    rows.append(r.face if ok else np.zeros((len(r.rows), FACE_DIM), np.float32))
+            m = np.concatenate(rows).astype(np.float32) if rows else np.zeros((0, FACE_DIM), np.float32)
+            self._face_cache = (self._gallery, face_space, m if m.any() else None)
+        return self._face_cache[2]
+
+    def protect_face(self, embedding: np.ndarray) -> np.ndarray:
+        """A face embedding (or rows) in this vault's keyed face space: its own orthogonal transform,
+        so eye and face templates of one person cannot be linked through a shared matrix."""
+        x = np.asarray(embedding, dtype=np.float64)
+        return (x @ transform_matrix(self._keys.transform + b"face", FACE_DIM).T).astype(np.float32)
+
+    def _unprotect_face(self, rows: np.ndarray) -> np.ndarray:
+        return (rows.astype(np.float64) @ transform_matrix(self._keys.transform + b"face", FACE_DIM)).astype(np.float32)
+
     def protect(self, embedding: np.ndarray) -> np.ndarray:
         """Move a probe embedding (or rows of them) into this vault's keyed space, as templates are."""
         x = np.asarray(embedding, dtype=np.float64)
@@ -640,11 +679,14 @@ class Vault:
 
     def add(self, name: str, templates: list[np.ndarray], consent: str, operator: str = "",
             expires: float | None = None, space: str = "", card: str | None = None,
-            pin: str | None = None) -> str:
+            pin: str | None = None, faces: list[np.ndarray | None] | None = None,
+            face_space: str = "") -> str:
         """Enrol one person from plain (unit) embeddings of embedder ``space``; returns the new id.
 
         ``card``: a canonical card number (refused when someone else holds it); ``pin``: a PIN record
-        (:meth:`pin_record`), never the PIN."""
+        (:meth:`pin_record`), never the PIN. ``faces``: the whole-face embedding of each template photo
+        (None where it had none, e.g. a covered lower face) by face embedder ``face_space``; omitted:
+        eye only."""
         if not consent or not consent.strip():
             raise VaultError("no consent recorded: give the person's consent text (or form reference)")
         if not templates:
@@ -660,6 +702,7 @@ class Vault:
         if not np.all(np.isfinite(plain)):
             raise VaultError("a template holds a non-finite number")
         plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
+        face_rows = _face_rows(faces, len(plain))
         now = time.time()
 
         def change() -> str:
@@ -674,7 +717,9 @@ class Vault:
             pid = "p-" + secrets.token_hex(8)
             self._dim = rows.shape[1]
             self._records[pid] = _Record(Person(pid, name, len(rows), Consent(consent.strip(), now, operator),
-                                                now, None, expires, card, pin is not None), rows, pin)
+                                                now, None, expires, card, pin is not None), rows, pin,
+                                         face=None if face_rows is None else self.protect_face(face_rows),
+                                         face_space=face_space if face_rows is not None else "")
             return pid
 
         pid = self._mutate(change)
@@ -737,11 +782,14 @@ class Vault:
         with self._lock():
             self._load()
             plain = {pid: self._unprotect(r.rows) for pid, r in self._records.items()}
+            plain_face = {pid: self._unprotect_face(r.face) for pid, r in self._records.items() if r.face is not None}
             root = secrets.token_bytes(KEY_BYTES)
             atomic_write(self.state_dir / NEXT_KEY_FILE, root, 0o600)
             self._keys = Keys.derive(root, self._device)
             for pid, r in self._records.items():
                 r.rows = self.protect(plain[pid])
+                if pid in plain_face:
+                    r.face = self.protect_face(plain_face[pid])
             self._save()
             os.replace(self.state_dir / NEXT_KEY_FILE, self.state_dir / KEY_FILE)
             _fsync_dir(self.state_dir)
@@ -816,7 +864,9 @@ class Vault:
         except (CryptoError, ValueError, TypeError) as e:
             raise VaultError(f"cannot use the keys for the bundle: {e}") from None
         self.refresh()
-        records = [dataclasses.replace(r, rows=self._unprotect(r.rows)) for r in self._records.values()]
+        records = [dataclasses.replace(r, rows=self._unprotect(r.rows),
+                                       face=None if r.face is None else self._unprotect_face(r.face))
+                   for r in self._records.values()]
         sealed = bytes(box.encrypt(encode_records(records, self._dim, self._space)))
         head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
         return head + bytes(signer.sign(head + sealed).signature) + sealed
@@ -845,11 +895,29 @@ class Vault:
             for r in records:
                 if r.person.id in self._records:
                     log.info("%s: replacing %s with the bundle's record", where, r.person.id)
-                self._records[r.person.id] = _Record(r.person, self.protect(r.rows), r.pin)
+                self._records[r.person.id] = _Record(r.person, self.protect(r.rows), r.pin,
+                                                     face=None if r.face is None else self.protect_face(r.face),
+                                                     face_space=r.face_space)
                 self._dim = dim
             return [r.person for r in records]
 
         return self._mutate(change)
+
+
+def _face_rows(faces: list[np.ndarray | None] | None, n: int) -> np.ndarray | None:
+    """Unit face rows for ``n`` templates (zero where a photo had none), or None when none has one."""
+    if faces is None or all(f is None for f in faces):
+        return None
+    if len(faces) != n:
+        raise VaultError(f"{len(faces)} face embeddings for {n} templates")
+    rows = np.zeros((n, FACE_DIM), np.float64)
+    for i, f in enumerate(faces):
+        if f is not None:
+            v = np.asarray(f, np.float64).ravel()
+            if v.shape != (FACE_DIM,) or not np.all(np.isfinite(v)):
+                raise VaultError(f"a face embedding must be {FACE_DIM} finite values")
+            rows[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return rows
 
 
 def _hex_key(text: str, what: str) -> bytes:

@@ -50,8 +50,9 @@ def dlib_xml(work: Path) -> Path:
 
     src = work / "dlib-src"
     src.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", DLIB_SDIST, "--no-binary", ":all:",
-                    "--no-deps", "-d", str(src)], check=True)
+    if not any(src.glob("dlib-*.tar.gz")):   # dlib only from source: ':all:' also builds cmake from source
+        subprocess.run([sys.executable, "-m", "pip", "download", DLIB_SDIST, "--no-binary", "dlib",
+                        "--no-deps", "-d", str(src)], check=True)
     sdist = next(src.glob("dlib-*.tar.gz"))
     with tarfile.open(sdist) as tar:
         tar.extractall(src, filter="data")

@@ -15,8 +15,9 @@ MODEL_INSTALLED = (ROOT / "models" / "manifest.toml").exists()
 def expected_stages() -> list[str]:
     """Every stage, in order; embedding only where a trained model is installed."""
     stages = list(BASE_STAGES)
-    if MODEL_INSTALLED:
-        stages.insert(stages.index("match_10k"), "embed")
+    if MODEL_INSTALLED:   # the eye embedding, then the whole face on the same frames
+        for stage in ("embed", "facecrop", "face_embed", "mask_check"):
+            stages.insert(stages.index("match_10k"), stage)
     return stages
 
 

@@ -46,11 +46,15 @@ def crop_transform(right_pupil: np.ndarray, left_pupil: np.ndarray) -> np.ndarra
 
 def warp(image: np.ndarray, right_pupil: np.ndarray, left_pupil: np.ndarray) -> np.ndarray:
     """Cut the aligned crop given the two pupils; area-averages when shrinking so small print survives."""
-    m = crop_transform(right_pupil, left_pupil)
+    return warp_affine(image, crop_transform(right_pupil, left_pupil), CROP_W, CROP_H)
+
+
+def warp_affine(image: np.ndarray, m: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``image`` through the 2x3 similarity ``m`` into width x height; area-averages when shrinking."""
     scale = float(np.hypot(m[0, 0], m[1, 0]))
     if scale < 0.6:  # strong down-scaling: blur first, as warpAffine samples without averaging
         image = cv2.GaussianBlur(image, (0, 0), sigmaX=0.4 / scale)
-    return cv2.warpAffine(image, m, (CROP_W, CROP_H), flags=cv2.INTER_LINEAR,
+    return cv2.warpAffine(image, m, (width, height), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_REPLICATE)
 
 
