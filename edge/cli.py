@@ -91,6 +91,12 @@ def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output
     return vault.templates_cli(args, cfg, Path(args.state), out)
 
 
+def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import roster
+
+    return roster.roster_cli(args, cfg, Path(args.state), out)
+
+
 def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import audit
 
@@ -173,6 +179,15 @@ def _parser() -> argparse.ArgumentParser:
     tsub.add_parser("purge", parents=[common], help="remove records past their expiry or retention")
     t = tsub.add_parser("keygen", parents=[common], help="make an installer's Ed25519 signing key for export")
     t.add_argument("--out", required=True, metavar="FILE")
+    sp = add("roster", _cmd_roster, "rosters: an enrolment station's whole list of people for one gate")
+    rsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = rsub.add_parser("export", parents=[common], help="this station's people, the next version, for one gate")
+    r.add_argument("--to", required=True, metavar="PUBKEY", help="the gate's public key (templates pubkey there)")
+    r.add_argument("--sign-key", required=True, metavar="FILE", help="the installer's Ed25519 signing key file")
+    r.add_argument("--out", required=True, metavar="FILE|DIR", help="the roster file, or a folder (a stick's maskgate/)")
+    r = rsub.add_parser("import", parents=[common], help="make this gate's people from that station equal to it")
+    r.add_argument("roster")
+    rsub.add_parser("status", parents=[common], help="this station's id; the rosters imported here")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     asub.add_parser("verify", parents=[common], help="check the hash chain")
