@@ -22,6 +22,8 @@ from edge.errors import MaskgateError
 log = logging.getLogger(__name__)
 
 CHALLENGES = ("blink", "turn-left", "turn-right")
+# Commands that may write into --state (vault, keys, locks, audit log): never as root into the gate's.
+STATE_WRITERS = {"run", "replay", "enroll", "templates", "roster", "diag", "usb"}
 
 
 class Output:
@@ -220,6 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, default)
     _setup_logging(args.debug, args.verbose)
     try:
+        if args.command in STATE_WRITERS and getattr(args, "action", None) != "keygen":
+            from edge.ownership import check_writer
+
+            check_writer(Path(args.state))  # before anything is written: no root-owned files for the daemon
         cfg = config_mod.load(args.config)
         return int(args.func(args, cfg, Output(args.json)))
     except MaskgateError as e:

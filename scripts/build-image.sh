@@ -111,6 +111,7 @@ if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
 fi
 install -m 755 "$repo/scripts/firstboot" "$root/usr/local/sbin/maskgate-firstboot"
+install -m 755 "$repo/scripts/maskgate-admin" "$root/usr/local/bin/maskgate"   # runs as the service user
 install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" "$root/etc/systemd/system/"
 systemctl --root="$root" enable maskgate-firstboot.service maskgate.service maskgate-purge.timer >/dev/null 2>&1

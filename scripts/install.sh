@@ -70,7 +70,8 @@ if [ -d "$repo/models" ]; then
   run mv "$prefix/models.new" "$prefix/models"
 fi
 
-# ---- units and first-boot provisioning
+# ---- the `maskgate` command on PATH (runs as the service user) and first-boot provisioning
+run install -m 755 "$repo/scripts/maskgate-admin" /usr/local/bin/maskgate
 run install -m 755 "$repo/scripts/firstboot" /usr/local/sbin/maskgate-firstboot
 run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" /etc/systemd/system/
