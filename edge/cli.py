@@ -84,7 +84,8 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
-                             operator=args.operator, expires=args.expires)
+                             operator=args.operator, expires=args.expires,
+                             allow_look_alike=args.allow_look_alike)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -164,10 +165,17 @@ def _parser() -> argparse.ArgumentParser:
                     help="the person's recorded consent (text or a reference to the signed form)")
     sp.add_argument("--operator", default="", help="who enrolled them (kept in the consent record)")
     sp.add_argument("--expires", metavar="YYYY-MM-DD", help="the day their access ends (then purged)")
+    sp.add_argument("--allow-look-alike", action="store_true",
+                    help="enrol even when the face matches someone enrolled (twins, relatives)")
     sp = add("templates", _cmd_templates,
-             "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen")
+             "vault administration: list, add, remove, rekey, export, import, pubkey, purge, keygen")
     tsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     tsub.add_parser("list", parents=[common], help="people enrolled (no embeddings shown)")
+    t = tsub.add_parser("add", parents=[common], help="more templates for someone enrolled (same quality gates)")
+    t.add_argument("person", help="person id or name")
+    t.add_argument("--from", dest="source", required=True, nargs="+", metavar="SOURCE",
+                   help="camera, a video, an image folder, or image files")
+    t.add_argument("--allow-look-alike", action="store_true", help="add even when the frames match someone else better")
     t = tsub.add_parser("remove", parents=[common], help="remove a person for good")
     t.add_argument("person", help="person id or name")
     tsub.add_parser("rekey", parents=[common], help="new key and transform; old copies match nobody")

@@ -905,6 +905,11 @@ def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
 
 
+def _last_day(t: float | None) -> str | None:
+    """The day access ends, as given to ``--expires``: it is stored as the midnight after it."""
+    return time.strftime("%Y-%m-%d", time.localtime(t - 1)) if t else None
+
+
 def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
@@ -921,6 +926,11 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"signing key written to {path} (keep it secret)\n"
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
+    if action == "add":  # enrolment's frame gates and model: edge/enroll.py
+        from edge.enroll import add_templates_cli
+
+        return add_templates_cli(args.person, args.source, cfg, state, out,
+                                 allow_look_alike=args.allow_look_alike)
     vault = Vault.open(state, cfg.vault)
 
     def audit(event: str, **fields: Any) -> None:  # every change goes into the gate's event log
@@ -931,9 +941,10 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     if action == "list":
         people = vault.people()
         for p in people:
-            out.event(p.to_dict(), f"{p.id}  {p.name or '-':20s} templates={p.templates} "
-                                   f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
-                                   f"expires={_when(p.expires)} consent={p.consent.text[:40]!r}")
+            out.event({**p.to_dict(), "expires_on": _last_day(p.expires)},
+                      f"{p.id}  {p.name or '-':20s} templates={p.templates} "
+                      f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
+                      f"expires={_last_day(p.expires) or '-'} consent={p.consent.text[:40]!r}")
         out.text(f"{len(people)} people, key {vault.key_id}")
         return 0
     if action == "remove":
