@@ -100,6 +100,12 @@ def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     return roster.roster_cli(args, cfg, Path(args.state), out)
 
 
+def _cmd_usb(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import usb
+
+    return usb.usb_cli(args, cfg, Path(args.state), out)
+
+
 def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import audit
 
@@ -198,6 +204,14 @@ def _parser() -> argparse.ArgumentParser:
     r = rsub.add_parser("import", parents=[common], help="make this gate's people from that station equal to it")
     r.add_argument("roster")
     rsub.add_parser("status", parents=[common], help="this station's id; the rosters imported here")
+    sp = add("usb", _cmd_usb, "administration by USB stick: import its rosters; with a signed request, "
+                              "write this gate's key, diag and audit log onto it")
+    sp.add_argument("dir", metavar="DIR", help="where the stick is mounted (it holds a maskgate/ folder)")
+    sp.add_argument("--check-request", action="store_true", help="exit 0 when the stick holds a valid request")
+    sp.add_argument("--request", action="store_true", help="(station) write a signed report request onto the stick")
+    sp.add_argument("--sign-key", metavar="FILE", help="with --request: the installer's signing key file")
+    sp.add_argument("--gate", metavar="PUBKEY", help="with --request: only this gate (default: any gate)")
+    sp.add_argument("--days", type=float, default=30.0, help="with --request: valid this many days (default 30)")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     asub.add_parser("verify", parents=[common], help="check the hash chain")

@@ -226,20 +226,29 @@ def status(vault: Vault, state: Path) -> list[dict[str, Any]]:
 
 def import_file(path: Path, vault: Vault, state: Path, cfg: Any, audit: Any, model_space: str | None) -> Change:
     """Open, check and apply one roster file, auditing the outcome either way."""
-    where, roster = str(path), None
+    where = str(path)
     try:
         data = _read(Path(path))
         if data is None:
             raise RosterError(f"{path}: no such roster file")
         roster = open_roster(data, vault, where)
+    except VaultError as e:
+        audit("roster.refused", file=Path(path).name[-200:], reason=str(e).removeprefix(f"{where}: ")[:200])
+        raise RosterError(str(e)) from None
+    return import_opened(roster, where, vault, state, audit, model_space)
+
+
+def import_opened(roster: Roster, where: str, vault: Vault, state: Path, audit: Any, model_space: str | None,
+                  **extra: Any) -> Change:
+    """Apply an opened roster; the import (each person added, changed, removed) or the refusal is audited."""
+    try:
         change = apply(vault, roster, state, where, model_space)
     except VaultError as e:
-        known = {"station": roster.station, "version": roster.version} if roster else {}
-        audit("roster.refused", file=Path(path).name[-200:], **known,
-              reason=str(e).removeprefix(f"{where}: ")[:200])
+        audit("roster.refused", file=Path(where).name[-200:], station=roster.station, version=roster.version,
+              reason=str(e).removeprefix(f"{where}: ")[:200], **extra)
         raise RosterError(str(e)) from None
     audit("roster.import", station=change.station, version=change.version, added=len(change.added),
-          changed=len(change.changed), removed=len(change.removed), unchanged=change.unchanged)
+          changed=len(change.changed), removed=len(change.removed), unchanged=change.unchanged, **extra)
     for kind, people in (("add", change.added), ("change", change.changed), ("remove", change.removed)):
         for pid, name in people:  # one entry each, so `audit show --person` finds them
             audit(f"roster.{kind}", station=change.station, version=change.version, person=pid, name=name[:200])
