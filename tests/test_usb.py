@@ -154,3 +154,74 @@ def test_usb_round_trip(site: dict) -> None:
     assert files == ["audit.csv", "audit.jsonl", "diag.jsonl", "pubkey.txt", "result.json"]
     assert not any(p.suffix.lower() in (".jpg", ".png", ".mp4", ".npy") for p in stick.rglob("*"))
     assert maskgate("audit", "verify", *gate, env=genv).returncode == 0
+
+
+# ---------------------------------------------------------------- the unit's script on a real block device
+
+def _loop_ok() -> bool:
+    import os
+
+    return os.geteuid() == 0 and all(shutil.which(t) for t in ("losetup", "mkfs.ext4", "blkid", "mount", "debugfs"))
+
+
+@pytest.mark.skipif(not _loop_ok() or not HAS_MODEL, reason="needs root, losetup, mkfs.ext4, debugfs (a loop device "
+                    "stands in for the stick) and the embedder model")
+def test_stick_script_mounts_read_only_until_a_valid_request(site: dict, tmp_path: Path) -> None:
+    """scripts/maskgate-usb on a loop device holding an ext4 stick: a roster is imported while the stick
+    stays read-only; with a trusted request it is remounted read-write and the report lands on it."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from edge.embed import load_spec
+    from edge.roster import export
+    from edge.vault import Vault, read_signing_key
+
+    s = site
+    pub = maskgate("templates", "pubkey", *s["gate"], env=s["gate_env"]).stdout.strip()
+    station = Vault.open(s["tmp"] / "station", device_id="station-laptop")
+    spec = load_spec()
+    station.add("Ana", [np.eye(1, spec.dim, 0)[0]], "form", space=spec.space)
+    data, _ = export(station, s["tmp"] / "station", pub, read_signing_key(s["key"]))
+    content = tmp_path / "content"
+    (content / "maskgate").mkdir(parents=True)
+    (content / "maskgate" / "ana.roster").write_bytes(data)
+    cmd = tmp_path / "maskgate-cmd"   # stands in for the wrapper: this checkout, the test's gate
+    gate = " ".join(f"'{a}'" for a in s["gate"])
+    cmd.write_text(f"#!/bin/sh\ncd {ROOT} && MASKGATE_DEVICE_ID=gate-at-the-door exec {sys.executable} -m edge.cli "
+                   f"\"$@\" {gate}\n")
+    cmd.chmod(0o755)
+
+    def stick_run(populate: Path) -> tuple[subprocess.CompletedProcess, Path]:
+        img = tmp_path / f"{populate.name}.img"
+        subprocess.run(["mkfs.ext4", "-q", "-d", str(populate), str(img), "8M"], check=True)
+        loop = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True)
+        if loop.returncode != 0:
+            pytest.skip(f"no loop device here: {loop.stderr.strip()}")
+        dev = loop.stdout.strip()
+        try:
+            r = subprocess.run(["bash", str(ROOT / "scripts/maskgate-usb"), Path(dev).name], capture_output=True,
+                               text=True, timeout=300, env={**os.environ, "MASKGATE_USB_MOUNT": str(tmp_path / "mnt"),
+                                                            "MASKGATE_CMD": str(cmd)})
+        finally:
+            subprocess.run(["losetup", "-d", dev], check=False)
+        return r, img
+
+    def on_stick(img: Path, folder: str) -> str:
+        return subprocess.run(["debugfs", "-R", f"ls -l {folder}", str(img)], capture_output=True, text=True).stdout
+
+    r, img = stick_run(content)
+    assert r.returncode == 0, r.stderr
+    assert "mounted read-only" in r.stderr and "remounted read-write" not in r.stderr and "done" in r.stderr
+    assert [p.name for p in Vault.open(s["tmp"] / "gate", device_id="gate-at-the-door").people()] == ["Ana"]
+    assert "from-gates" not in on_stick(img, "/maskgate")
+    # with a trusted request: remounted read-write, the report written onto the stick
+    assert maskgate("usb", content, "--request", "--sign-key", s["key"]).returncode == 0
+    r, img = stick_run(content)
+    assert r.returncode == 1, r.stderr            # the same roster again: refused as not newer
+    assert "remounted read-write" in r.stderr and "done, with refusals" in r.stderr
+    listing = on_stick(img, f"/maskgate/from-gates/{pub[:16]}")
+    assert all(f in listing for f in ("audit.jsonl", "audit.csv", "diag.jsonl", "pubkey.txt", "result.json"))
+    assert not (tmp_path / "mnt" / "maskgate").exists()      # unmounted
