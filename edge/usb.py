@@ -1,7 +1,7 @@
 """Administration by USB stick: the way in for a gate with no network, no console and no login.
 
 A stick with a ``maskgate/`` folder, plugged into a gate (``systemd/maskgate-usb@.service``, started
-by ``systemd/60-maskgate-usb.rules``, mounts it read-only and runs ``maskgate usb MOUNTPOINT``):
+by ``systemd/80-maskgate-usb.rules``, mounts it read-only and runs ``maskgate usb MOUNTPOINT``):
 
 - every roster on it sealed to this gate (``maskgate/*.roster``) is imported, the newest per station
   (``edge.roster``: unsigned, altered, foreign or old ones are refused and audited); rosters for

@@ -116,7 +116,7 @@ install -m 755 "$repo/scripts/maskgate-admin" "$root/usr/local/bin/maskgate"   #
 install -m 755 "$repo/scripts/maskgate-usb" "$root/usr/local/sbin/maskgate-usb"
 install -m 644 "$repo/systemd/maskgate-usb@.service" "$root/etc/systemd/system/"
 install -d -m 755 "$root/etc/udev/rules.d"
-install -m 644 "$repo/systemd/60-maskgate-usb.rules" "$root/etc/udev/rules.d/"
+install -m 644 "$repo/systemd/80-maskgate-usb.rules" "$root/etc/udev/rules.d/"
 install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" "$root/etc/systemd/system/"
 systemctl --root="$root" enable maskgate-firstboot.service maskgate.service maskgate-purge.timer >/dev/null 2>&1

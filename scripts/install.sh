@@ -78,7 +78,7 @@ run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firs
 # administration by USB stick: the udev rule starts maskgate-usb@DEVICE.service, which runs maskgate-usb
 run install -m 755 "$repo/scripts/maskgate-usb" /usr/local/sbin/maskgate-usb
 run install -m 644 "$repo/systemd/maskgate-usb@.service" /etc/systemd/system/
-run install -m 644 "$repo/systemd/60-maskgate-usb.rules" /etc/udev/rules.d/
+run install -m 644 "$repo/systemd/80-maskgate-usb.rules" /etc/udev/rules.d/
 run systemctl daemon-reload
 [ "$dry" = 1 ] || udevadm control --reload 2>/dev/null || true
 run systemctl enable maskgate-firstboot.service maskgate.service maskgate-purge.timer

@@ -42,7 +42,7 @@ def test_pi_plan() -> None:
                         r"\S+/maskgate-purge.service \S+/maskgate-purge.timer /etc/systemd/system/")
     usb = [step(lines, r"^install -m 755 \S+/scripts/maskgate-usb /usr/local/sbin/maskgate-usb$"),
            step(lines, r"^install -m 644 \S+/systemd/maskgate-usb@.service /etc/systemd/system/$"),
-           step(lines, r"^install -m 644 \S+/systemd/60-maskgate-usb.rules /etc/udev/rules.d/$")]
+           step(lines, r"^install -m 644 \S+/systemd/80-maskgate-usb.rules /etc/udev/rules.d/$")]
     enable = step(lines, r"^systemctl enable maskgate-firstboot.service maskgate.service maskgate-purge.timer$")
     fb = step(lines, r"^/usr/local/sbin/maskgate-firstboot --boot-config /boot/firmware/maskgate.toml$")
     start = step(lines, r"^systemctl restart maskgate.service$")
@@ -82,7 +82,7 @@ def test_pins_match_the_dev_setup() -> None:
     # the `maskgate` on PATH of a flashed card too, and the wrapper drops to the unit's user and models
     image = (ROOT / "scripts/build-image.sh").read_text()
     assert 'scripts/maskgate-admin" "$root/usr/local/bin/maskgate"' in image
-    assert 'maskgate-usb" "$root/usr/local/sbin/maskgate-usb"' in image and "60-maskgate-usb.rules" in image
+    assert 'maskgate-usb" "$root/usr/local/sbin/maskgate-usb"' in image and "80-maskgate-usb.rules" in image
     wrapper, unit = (ROOT / "scripts/maskgate-admin").read_text(), (ROOT / "systemd/maskgate.service").read_text()
     assert "User=maskgate" in unit and "user=${MASKGATE_USER:-maskgate}" in wrapper
     assert "MASKGATE_MODELS=/opt/maskgate/models" in unit and "prefix=${MASKGATE_PREFIX:-/opt/maskgate}" in wrapper

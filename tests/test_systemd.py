@@ -178,7 +178,10 @@ def test_usb_unit_sandboxed_like_the_others(tmp_path: Path) -> None:
     assert "ExecStart=/usr/local/sbin/maskgate-usb %I" in unit and "PrivateMounts=yes" in unit
     assert "ReadWritePaths=/var/lib/maskgate -/var/cache/maskgate" in unit
     assert verify(tmp_path, {"maskgate-usb@sda1.service": unit_text("maskgate-usb@.service")}) == ""
-    rule = (ROOT / "systemd/60-maskgate-usb.rules").read_text()
+    [rules] = (ROOT / "systemd").glob("*-maskgate-usb.rules")
+    # udev reads rules files in name order: after 60-persistent-storage.rules sets ID_BUS and ID_FS_USAGE
+    assert rules.name > "60-persistent-storage.rules"
+    rule = rules.read_text()
     [line] = [s for s in rule.splitlines() if s and not s.startswith("#")]
     assert 'ENV{ID_BUS}=="usb"' in line and 'ENV{SYSTEMD_WANTS}+="maskgate-usb@%k.service"' in line
     script = (ROOT / "scripts/maskgate-usb").read_text()
