@@ -229,7 +229,7 @@ def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
     out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused)},
               f"{status}: {len(outcome.imported)} roster(s) imported; report request: {outcome.request}"
               + (f"; report written to {outcome.report}" if outcome.report else ""))
-    log.warning("usb stick %s: %s", stick, status)   # the journal line an installer looks for
+    log.info("usb stick %s: %s", stick, status)
     audit("usb.done", imported=len(outcome.imported), refused=len(outcome.refused), request=outcome.request[:200])
     return 1 if outcome.refused else 0
 
