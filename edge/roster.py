@@ -286,7 +286,11 @@ def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         out_path = Path(args.out)
         if out_path.is_dir():
             out_path = out_path / f"{args.to.strip().lower()[:16]}-{roster.station}-v{roster.version}{SUFFIX}"
-        atomic_write(out_path, data, 0o600)
+        try:
+            atomic_write(out_path, data, 0o600)
+        except OSError as e:
+            raise RosterError(f"{out_path}: cannot write the roster: {e.strerror} (version "
+                              f"{roster.version} is spent; the next export takes the next one)") from None
         audit("roster.export", station=roster.station, version=roster.version, to=args.to.strip()[:16],
               people=len(roster.records))
         out.event({"roster": str(out_path), "station": roster.station, "version": roster.version,

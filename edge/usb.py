@@ -253,8 +253,13 @@ def usb_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
 
         if not args.sign_key:
             raise UsbError("--request needs --sign-key FILE (the installer key the gates trust)")
+        if not stick.is_dir():
+            raise UsbError(f"{stick}: no such folder (is the stick mounted there?)")
         folder = stick / FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(exist_ok=True)
+        except OSError as e:
+            raise UsbError(f"{folder}: cannot write to the stick: {e.strerror}") from None
         data = make_request(read_signing_key(Path(args.sign_key)), args.gate or "*", args.days)
         _write(folder / REQUEST, data)
         out.event({"request": str(folder / REQUEST), "gate": args.gate or "*", "days": args.days},

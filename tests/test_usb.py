@@ -72,6 +72,10 @@ def test_not_a_stick_and_refused_requests(site: dict) -> None:
     assert '"event":"usb.request_refused"' in log
     r = maskgate("usb", s["stick"], "--request", "--sign-key", stranger, "--gate", "nothex")
     assert r.returncode == 2 and "--gate must be" in r.stderr
+    r = maskgate("usb", s["tmp"] / "not-mounted", "--request", "--sign-key", stranger)
+    assert r.returncode == 2 and "no such folder" in r.stderr and not (s["tmp"] / "not-mounted").exists()
+    r = maskgate("usb", s["stick"], "--request")
+    assert r.returncode == 2 and "--request needs --sign-key" in r.stderr
 
 
 def _decisions(r) -> list[dict]:
