@@ -214,7 +214,11 @@ def apply(vault: Vault, roster: Roster, state: Path, where: str, model_space: st
 
 
 def _differs(a: Person, b: Person) -> bool:
-    return (a.name, a.templates, a.expires, a.consent) != (b.name, b.templates, b.expires, b.consent)
+    """Whether the station's record of a person differs from the gate's (last-seen is the gate's own)."""
+    def fields(p: Person) -> dict:
+        return {k: v for k, v in p.to_dict().items() if k != "last_seen"}
+
+    return fields(a) != fields(b)
 
 
 def status(vault: Vault, state: Path) -> list[dict[str, Any]]:
