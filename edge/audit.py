@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -453,10 +454,31 @@ def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> i
     if args.action == "show":
         if args.n <= 0:
             raise ConfigError(f"audit show -n must be a positive count, not {args.n}")
-        entries = tail(path, args.n)
+        from edge import audit_query
+
+        q = audit_query.query_from(args)
+        entries = tail(path, args.n) if q == audit_query.Query() else [e for _, e in audit_query.select(path, q)][-args.n:]
         if not entries:
             out.text(f"no audit entries in {path}")
         for e in entries:
             out.event(e, _format(e))
         return 0
-    raise ConfigError(f"unknown audit action {args.action!r} (verify or show)")
+    if args.action == "export":  # the selected entries as JSON lines (byte for byte) or CSV; never images
+        from edge import audit_query
+        from edge.vault import atomic_write
+
+        rows = audit_query.select(path, audit_query.query_from(args))
+        data = audit_query.to_csv(rows) if args.csv else audit_query.to_jsonl(rows)
+        target = args.csv or args.json_file
+        if target == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+            return 0
+        try:
+            atomic_write(Path(target), data, 0o640)
+        except OSError as e:
+            raise AuditError(f"{target}: cannot write the export: {e.strerror}") from None
+        out.event({"export": target, "entries": len(rows), "format": "csv" if args.csv else "jsonl"},
+                  f"wrote {len(rows)} entries to {target}")
+        return 0
+    raise ConfigError(f"unknown audit action {args.action!r} (verify, show or export)")

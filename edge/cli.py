@@ -24,6 +24,8 @@ from edge.errors import MaskgateError
 log = logging.getLogger(__name__)
 
 CHALLENGES = ("blink", "turn-left", "turn-right")
+# Commands that may write into --state (vault, keys, locks, audit log): never as root into the gate's.
+STATE_WRITERS = {"run", "replay", "enroll", "templates", "roster", "diag", "usb"}
 
 
 class Output:
@@ -123,13 +125,26 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
-                             operator=args.operator, expires=args.expires, card=args.card, pin=args.pin)
+                             operator=args.operator, expires=args.expires, card=args.card, pin=args.pin,
+                             allow_look_alike=args.allow_look_alike)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import vault
 
     return vault.templates_cli(args, cfg, Path(args.state), out)
+
+
+def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import roster
+
+    return roster.roster_cli(args, cfg, Path(args.state), out)
+
+
+def _cmd_usb(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    from edge import usb
+
+    return usb.usb_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -206,13 +221,20 @@ def _parser() -> argparse.ArgumentParser:
                     help="the person's recorded consent (text or a reference to the signed form)")
     sp.add_argument("--operator", default="", help="who enrolled them (kept in the consent record)")
     sp.add_argument("--expires", metavar="YYYY-MM-DD", help="the day their access ends (then purged)")
+    sp.add_argument("--allow-look-alike", action="store_true",
+                    help="enrol even when the face matches someone enrolled (twins, relatives)")
     sp.add_argument("--card", metavar="NUMBER", help="their card or fob number (claim mode)")
     sp.add_argument("--pin", action="store_true", help="ask for their PIN on the terminal, twice (claim mode)")
     sp = add("templates", _cmd_templates,
-             "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen, "
+             "vault administration: list, add, remove, rekey, export, import, pubkey, purge, keygen, "
              "set-card, clear-card, set-pin, clear-pin")
     tsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     tsub.add_parser("list", parents=[common], help="people enrolled (no embeddings shown)")
+    t = tsub.add_parser("add", parents=[common], help="more templates for someone enrolled (same quality gates)")
+    t.add_argument("person", help="person id or name")
+    t.add_argument("--from", dest="source", required=True, nargs="+", metavar="SOURCE",
+                   help="camera, a video, an image folder, or image files")
+    t.add_argument("--allow-look-alike", action="store_true", help="add even when the frames match someone else better")
     t = tsub.add_parser("remove", parents=[common], help="remove a person for good")
     t.add_argument("person", help="person id or name")
     tsub.add_parser("rekey", parents=[common], help="new key and transform; old copies match nobody")
@@ -234,11 +256,43 @@ def _parser() -> argparse.ArgumentParser:
                          ("clear-pin", "take a person's PIN away")):
         t = tsub.add_parser(action, parents=[common], help=what)
         t.add_argument("person", help="person id or name")
+    sp = add("roster", _cmd_roster, "rosters: an enrolment station's whole list of people for one gate")
+    rsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
+    r = rsub.add_parser("export", parents=[common], help="this station's people, the next version, for one gate")
+    r.add_argument("--to", required=True, metavar="PUBKEY", help="the gate's public key (templates pubkey there)")
+    r.add_argument("--sign-key", required=True, metavar="FILE", help="the installer's Ed25519 signing key file")
+    r.add_argument("--out", required=True, metavar="FILE|DIR", help="the roster file, or a folder (a stick's maskgate/)")
+    r = rsub.add_parser("import", parents=[common], help="make this gate's people from that station equal to it")
+    r.add_argument("roster")
+    rsub.add_parser("status", parents=[common], help="this station's id; the rosters imported here")
+    sp = add("usb", _cmd_usb, "administration by USB stick: import its rosters; with a signed request, "
+                              "write this gate's key, diag and audit log onto it")
+    sp.add_argument("dir", metavar="DIR", help="where the stick is mounted (it holds a maskgate/ folder)")
+    sp.add_argument("--check-request", action="store_true", help="exit 0 when the stick holds a valid request")
+    sp.add_argument("--request", action="store_true", help="(station) write a signed report request onto the stick")
+    sp.add_argument("--sign-key", metavar="FILE", help="with --request: the installer's signing key file")
+    sp.add_argument("--gate", metavar="PUBKEY", help="with --request: only this gate (default: any gate)")
+    sp.add_argument("--days", type=float, default=30.0, help="with --request: valid this many days (default 30)")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     asub.add_parser("verify", parents=[common], help="check the hash chain")
-    a = asub.add_parser("show", parents=[common], help="print the newest entries")
+    a = asub.add_parser("show", parents=[common], help="print the newest entries (those matching the filters)")
     a.add_argument("-n", type=int, default=20)
+    # "--json FILE" names the export's format here, so this parser takes the global options but --json.
+    e = asub.add_parser("export", help="the entries (matching the filters) to a file; never images")
+    e.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+    e.add_argument("--state", default=argparse.SUPPRESS, help="state directory")
+    e.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="debug logs and tracebacks")
+    e.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="info logs")
+    fmt = e.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--csv", metavar="FILE", help="CSV, one row per entry ('-': stdout)")
+    fmt.add_argument("--json", "--jsonl", dest="json_file", metavar="FILE",
+                     help="JSON lines as in the log, byte for byte ('-': stdout)")
+    for x in (a, e):
+        x.add_argument("--person", metavar="NAME|ID", help="entries about this person")
+        x.add_argument("--event", metavar="KIND", help="decision, door, door.unlock, roster, vault.enroll, ...")
+        x.add_argument("--since", metavar="TIME", help="from this local time (2026-12-01 or '2026-12-01 18:00')")
+        x.add_argument("--until", metavar="TIME", help="up to this time (a date: through that day)")
     sp = add("diag", _cmd_diag, "technician checks, each ok / warn / fail with a hint")
     sp.add_argument("checks", nargs="*", metavar="CHECK")
     sp.add_argument("--yes", action="store_true", help="allow the relay click test")
@@ -289,6 +343,10 @@ def main(argv: list[str] | None = None) -> int:
             setattr(args, name, default)
     _setup_logging(args.debug, args.verbose)
     try:
+        if args.command in STATE_WRITERS and getattr(args, "action", None) != "keygen":
+            from edge.ownership import check_writer
+
+            check_writer(Path(args.state))  # before anything is written: no root-owned files for the daemon
         cfg = config_mod.load(args.config)
         if args.command in ("run", "door-keeper", "replay", "enroll", "templates", "audit", "diag"):
             _check_state(Path(args.state))

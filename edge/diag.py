@@ -354,11 +354,19 @@ def _door_inputs(st: dict[str, Any]) -> str:
 
 def _click(door: Any, open_s: float) -> None:
     """Pulse the relay once and wait for the pulse to end (or the door to relock on closing)."""
-    door.grant(by="diag")
+    door.grant(by="technician")
     deadline = time.monotonic() + open_s + 0.5
     while time.monotonic() < deadline and door.relay_on:
         time.sleep(0.02)
     door.lock("diag")
+
+
+def _audit_door(ctx: Context, events: list[dict[str, Any]]) -> None:
+    from edge.audit import record
+
+    for e in events:
+        record(ctx.state, ctx.cfg.audit, e["event"], source="diag",
+               **{k: v for k, v in e.items() if k not in ("event", "t")})
 
 
 def check_door(ctx: Context) -> Finding:
@@ -383,6 +391,8 @@ def check_door(ctx: Context) -> Finding:
             _click(door, cfg.open_s)
     finally:
         door.close()  # relay off, pins released, queued events delivered
+        if ctx.yes:  # a technician's unlock is evidence like any other: door unlock by=technician, ...
+            _audit_door(ctx, events)
     where = f"{before.get('backend', cfg.backend)}, relay GPIO {cfg.relay_pin}"
     status, hints = "ok", []
     if before.get("contact") == "open":

@@ -254,7 +254,7 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
 
 def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
                operator: str = "", expires: str | None = None, embedder: Any = None,
-               card: str | None = None, pin: bool = False) -> int:
+               card: str | None = None, pin: bool = False, allow_look_alike: bool = False) -> int:
     """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin]``: 0 enrolled,
     1 liveness failed, 2 bad input."""
     if not consent or not consent.strip():
@@ -299,6 +299,12 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
+    alike = look_alike(vault, "", [c.embedding for c in chosen], cfg, embedder)
+    if alike and not allow_look_alike:
+        raise EnrollError(f"not enrolled: {name} matches {alike['name']} at the gate's threshold ({alike['score']:.2f} "
+                          f">= {alike['threshold']:.2f}), so either could be let in as the other. The same person: "
+                          f"add templates to them (maskgate templates add {alike['name']!r} --from ...); twins or "
+                          "relatives the model cannot tell apart: enrol again with --allow-look-alike")
     pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space,
                     card=card, pin=pin_record,
                     faces=[c.face for c in chosen] if face_model is not None else None,
@@ -306,8 +312,8 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
-           operator=operator, expires=expires, card=card, pin=pin_record is not None)
-    alike = look_alike(vault, pid, [c.embedding for c in chosen], cfg, embedder)
+           operator=operator, expires=expires, card=card, pin=pin_record is not None,
+           **({"look_alike": alike["name"]} if alike else {}))
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
               f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")
@@ -365,3 +371,55 @@ def site_warning(vault: Any, name: str, cfg: Config, embedder: Any, out: Any) ->
                  f"out at match.stranger_rate = {cfg.match.stranger_rate:g} here; {CLAIM_HINT}")
         if getattr(out, "json", False):   # no human text under --json: say it on stderr
             log.warning("site calibration after enrolling %s: %s; %s", name, cal.summary(), CLAIM_HINT)
+def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path, out: Any, embedder: Any = None,
+                      allow_look_alike: bool = False) -> int:
+    """``maskgate templates add PERSON --from SOURCE...``: more templates (a mask, glasses, a new haircut)
+    for someone enrolled, through the same quality gates; refused when the frames match someone else."""
+    for s in sources:
+        _classify(s)
+    from edge.vault import Vault
+
+    vault = Vault.open(state, cfg.vault)
+    p = vault.find(person)
+    if embedder is None:
+        from edge.embed import Embedder
+
+        embedder = Embedder(cfg.embed)
+    stale = vault.stale_for(embedder.space)
+    if stale:
+        raise EnrollError(stale)
+    try:
+        cands, _ = collect(sources, cfg, embedder, out)
+    except _LivenessFailed as e:
+        out.event({"added": 0, "person": p.id, "reason": f"liveness failed: {e.reason}"},
+                  f"nothing added: liveness failed ({e.reason})")
+        return 1
+    if not cands:
+        raise EnrollError(f"no good frame of {p.name or p.id}: one face, near, frontal, sharp, eyes open")
+    chosen = choose_diverse(cands, cfg.vault.max_templates)
+    vecs = [c.embedding for c in chosen]
+    alike = look_alike(vault, p.id, vecs, cfg, embedder)
+    own = _own_score(vault, p.id, vecs)
+    if alike and alike["score"] > own and not allow_look_alike:
+        raise EnrollError(f"nothing added: these frames match {alike['name']} ({alike['score']:.2f}) better than "
+                          f"{p.name or p.id} ({own:.2f}) at the gate's threshold {alike['threshold']:.2f}: is it "
+                          "the right person? (--allow-look-alike to add them anyway)")
+    after = vault.add_templates(p.id, vecs, space=embedder.space)
+    from edge.audit import record
+
+    record(state, cfg.audit, "vault.add_templates", person=p.id, name=p.name, templates=len(vecs),
+           total=after.templates)
+    out.event({"person": p.id, "name": p.name, "added": len(vecs), "templates": after.templates,
+               "good_frames": len(cands), "own_score": round(own, 3)},
+              f"added {len(vecs)} templates to {p.name or p.id} ({after.templates} now) from {len(cands)} good "
+              f"frames; closest to their earlier templates: {own:.2f}")
+    return 0
+
+
+def _own_score(vault: Any, pid: str, embeddings: list[np.ndarray]) -> float:
+    """How close the new frames come to the person's own earlier templates (best pair)."""
+    ids, rows = vault.gallery()
+    mine = rows[[i for i, q in enumerate(ids) if q == pid]]
+    if not len(mine):
+        return 0.0
+    return float(np.max(vault.protect(np.stack(embeddings)) @ mine.T))

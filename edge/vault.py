@@ -853,23 +853,88 @@ class Vault:
         The templates travel in plain (untransformed) form inside the sealed box, because the
         target gate applies its own transform; only the target's private key opens it.
         """
-        from nacl.exceptions import CryptoError
-        from nacl.public import PublicKey, SealedBox
-        from nacl.signing import SigningKey
-
-        target = _hex_key(target_public_hex, "target public key (from `maskgate templates pubkey` there)")
-        try:
-            signer = SigningKey(signing_key)
-            box = SealedBox(PublicKey(target))
-        except (CryptoError, ValueError, TypeError) as e:
-            raise VaultError(f"cannot use the keys for the bundle: {e}") from None
         self.refresh()
-        records = [dataclasses.replace(r, rows=self._unprotect(r.rows),
-                                       face=None if r.face is None else self._unprotect_face(r.face))
-                   for r in self._records.values()]
-        sealed = bytes(box.encrypt(encode_records(records, self._dim, self._space)))
-        head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
-        return head + bytes(signer.sign(head + sealed).signature) + sealed
+        records = [self._plain(r) for r in self._records.values()]
+        return seal_signed(encode_records(records, self._dim, self._space), target_public_hex, signing_key)
+
+    def plain_records(self, ids: list[str] | None = None) -> tuple[list[_Record], int, str]:
+        """(records with plain, untransformed rows, dim, embedder) of ``ids`` (everyone when None),
+        for sealing to another gate (``edge.roster``); never written anywhere in this form."""
+        self.refresh()
+        keep = self._records.values() if ids is None else [self._records[i] for i in ids if i in self._records]
+        return [self._plain(r) for r in keep], self._dim, self._space
+
+    def _plain(self, r: _Record) -> _Record:
+        """A record with its eye and face rows out of this gate's keyed transforms (for sealing)."""
+        return dataclasses.replace(r, rows=self._unprotect(r.rows),
+                                   face=None if r.face is None else self._unprotect_face(r.face))
+
+    def apply(self, add: list[_Record], dim: int, space: str, where: str, model_space: str | None = None,
+              plan: Callable[[dict[str, Person]], list[str]] | None = None,
+              done: Callable[[], None] | None = None) -> None:
+        """Put ``add`` (plain rows of embedder ``space``; an id already here is replaced, its last-seen
+        kept) and delete the ids ``plan`` returns, in one write under the writers' lock.
+
+        ``plan`` gets {id: record} of everyone enrolled now and may refuse (raise) before anything
+        changes; ``done`` runs after the write, still under the lock (``edge.roster`` keeps its
+        bookkeeping there)."""
+        if add and model_space is not None and space != model_space:
+            raise VaultError(f"{where}: its templates were made by embedder {space or '(not recorded)'}, this "
+                             f"gate's model is embedder {model_space} (another maskgate release): they cannot "
+                             "match here; enrol these people on this gate instead")
+        with self._lock():
+            self._load()
+            remove = plan({pid: r.person for pid, r in self._records.items()}) if plan else []
+            replaced = set(remove) | {r.person.id for r in add}
+            kept = [pid for pid in self._records if pid not in replaced]
+            if add and kept and (dim != self._dim or space != self._space):
+                raise VaultError(f"{where}: templates of embedder {space or '(not recorded)'} with {dim} "
+                                 f"values, this vault's of embedder {self._space or '(not recorded)'} with "
+                                 f"{self._dim} (different embedder models cannot be mixed)")
+            for pid in remove:
+                self._records.pop(pid, None)
+                self._seen.pop(pid, None)
+            if add:
+                self._dim, self._space = dim, space
+            for r in add:
+                if r.person.card is not None:
+                    self._check_card_free(r.person.card, r.person.id, where)
+            for r in add:
+                old = self._records.get(r.person.id)
+                person = r.person if old is None else dataclasses.replace(r.person, last_seen=old.person.last_seen)
+                self._records[r.person.id] = _Record(
+                    person, self.protect(r.rows), r.pin,
+                    face=None if r.face is None else self.protect_face(r.face), face_space=r.face_space)
+            self._save()
+            if done is not None:
+                done()
+
+    def open_sealed(self, data: bytes, where: str, magic: bytes, what: str) -> bytes:
+        """The payload of a file :func:`seal_signed` made for this gate (signer trusted, signature right)."""
+        return open_signed(data, self._keys, self.cfg.trusted_keys, where, magic, what)
+
+    def add_templates(self, person: str, templates: list[np.ndarray], space: str = "") -> Person:
+        """More templates for an enrolled person, from plain (unit) embeddings of embedder ``space``."""
+        plain = np.stack([np.asarray(t, dtype=np.float64).ravel() for t in templates])
+        if not np.all(np.isfinite(plain)):
+            raise VaultError("a template holds a non-finite number")
+        plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
+
+        def change() -> Person:
+            p = self.find(person)
+            stale = self.stale_for(space)
+            if stale:
+                raise VaultError(stale)
+            r = self._records[p.id]
+            if len(r.rows) + len(plain) > 1000:
+                raise VaultError(f"{p.name or p.id} would hold {len(r.rows) + len(plain)} templates (at most 1000)")
+            r.rows = np.concatenate([r.rows, self.protect(plain)])
+            if r.face is not None:  # no face embedding for the added photos: zero rows (eye only)
+                r.face = np.concatenate([r.face, np.zeros((len(plain), r.face.shape[1]), r.face.dtype)])
+            r.person = dataclasses.replace(p, templates=len(r.rows))
+            return r.person
+
+        return self._mutate(change)
 
     def import_bundle(self, data: bytes, where: str = "bundle", model_space: str | None = None) -> list[Person]:
         """Add the people of a bundle signed by a key in ``vault.trusted_keys`` and sealed to this gate.
@@ -932,18 +997,54 @@ def _hex_key(text: str, what: str) -> bytes:
 
 def open_bundle(data: bytes, keys: Keys, trusted: list[str], where: str = "bundle") -> tuple[list[_Record], int, str]:
     """Check a bundle's signature against the trusted keys, then open it; all faults are ``VaultError``."""
+    plain = open_signed(data, keys, trusted, where)
+    try:
+        return decode_records(plain)
+    except VaultError as e:
+        raise VaultError(f"{where}: {e}") from None
+
+
+def seal_signed(payload: bytes, target_public_hex: str, signing_key: bytes, magic: bytes = BUNDLE_MAGIC,
+                what: str = "bundle") -> bytes:
+    """``payload`` sealed to a gate's X25519 public key, header and box signed by an Ed25519 key.
+
+    The layout of a template bundle; a roster (``edge.roster``) is the same with its own ``magic``."""
+    from nacl.exceptions import CryptoError
+    from nacl.public import PublicKey, SealedBox
+    from nacl.signing import SigningKey
+
+    target = _hex_key(target_public_hex, "target public key (from `maskgate templates pubkey` there)")
+    try:
+        signer = SigningKey(signing_key)
+        box = SealedBox(PublicKey(target))
+    except (CryptoError, ValueError, TypeError) as e:
+        raise VaultError(f"cannot use the keys for the {what}: {e}") from None
+    sealed = bytes(box.encrypt(payload))
+    head = BUNDLE_HEAD.pack(magic, VERSION, bytes(signer.verify_key), target)
+    return head + bytes(signer.sign(head + sealed).signature) + sealed
+
+
+def sealed_target(data: bytes) -> bytes | None:
+    """The gate public key a sealed file (bundle or roster) names in its clear header, or None."""
+    return BUNDLE_HEAD.unpack_from(data)[3] if len(data) >= BUNDLE_HEAD.size else None
+
+
+def open_signed(data: bytes, keys: Keys, trusted: list[str], where: str = "bundle",
+                magic: bytes = BUNDLE_MAGIC, what: str = "template bundle") -> bytes:
+    """The payload of :func:`seal_signed`'s output, once its signer is trusted, its signature right
+    and it is sealed to this gate; every fault is a ``VaultError`` starting with ``where``."""
     from nacl.exceptions import BadSignatureError, CryptoError
     from nacl.public import PrivateKey, SealedBox
     from nacl.signing import VerifyKey
 
     n_head = BUNDLE_HEAD.size
     if len(data) < n_head + SIGNATURE_BYTES:
-        raise VaultError(f"{where}: too short to be a template bundle ({len(data)} bytes)")
-    magic, version, signer, target = BUNDLE_HEAD.unpack_from(data)
-    if magic != BUNDLE_MAGIC:
-        raise VaultError(f"{where}: not a maskgate template bundle")
+        raise VaultError(f"{where}: too short to be a {what} ({len(data)} bytes)")
+    found, version, signer, target = BUNDLE_HEAD.unpack_from(data)
+    if found != magic:
+        raise VaultError(f"{where}: not a maskgate {what}")
     if version != VERSION:
-        raise VaultError(f"{where}: bundle format version {version} is not supported")
+        raise VaultError(f"{where}: {what} format version {version} is not supported")
     if signer.hex() not in {k.lower() for k in trusted}:
         raise VaultError(f"{where}: signed by {signer.hex()}, which is not in vault.trusted_keys; "
                          "add the installer's public key to the config if you trust them")
@@ -956,13 +1057,9 @@ def open_bundle(data: bytes, keys: Keys, trusted: list[str], where: str = "bundl
         raise VaultError(f"{where}: sealed to gate {target.hex()[:16]}..., not to this one "
                          f"({keys.public_key.hex()[:16]}...); export it again with this gate's pubkey")
     try:
-        plain = SealedBox(PrivateKey(keys.box)).decrypt(sealed)
+        return SealedBox(PrivateKey(keys.box)).decrypt(sealed)
     except (CryptoError, ValueError, TypeError):
         raise VaultError(f"{where}: cannot be opened with this gate's key (altered)") from None
-    try:
-        return decode_records(plain)
-    except VaultError as e:
-        raise VaultError(f"{where}: {e}") from None
 
 
 def read_signing_key(path: Path) -> bytes:
@@ -979,6 +1076,11 @@ def read_signing_key(path: Path) -> bytes:
 
 def _when(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t)) if t else "-"
+
+
+def _last_day(t: float | None) -> str | None:
+    """The day access ends, as given to ``--expires``: it is stored as the midnight after it."""
+    return time.strftime("%Y-%m-%d", time.localtime(t - 1)) if t else None
 
 
 def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
@@ -1001,6 +1103,11 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"signing key written to {path} (keep it secret)\n"
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
+    if action == "add":  # enrolment's frame gates and model: edge/enroll.py
+        from edge.enroll import add_templates_cli
+
+        return add_templates_cli(args.person, args.source, cfg, state, out,
+                                 allow_look_alike=args.allow_look_alike)
     vault = Vault.open(state, cfg.vault)
 
     def audit(event: str, **fields: Any) -> None:  # every change goes into the gate's event log
@@ -1011,10 +1118,11 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     if action == "list":
         people = vault.people()
         for p in people:
-            out.event(p.to_dict(), f"{p.id}  {p.name or '-':20s} templates={p.templates} "
-                                   f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
-                                   f"expires={_when(p.expires)} card={p.card or '-'} pin={'set' if p.pin else '-'} "
-                                   f"consent={p.consent.text[:40]!r}")
+            out.event({**p.to_dict(), "expires_on": _last_day(p.expires)},
+                      f"{p.id}  {p.name or '-':20s} templates={p.templates} "
+                      f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
+                      f"expires={_last_day(p.expires) or '-'} card={p.card or '-'} pin={'set' if p.pin else '-'} "
+                      f"consent={p.consent.text[:40]!r}")
         out.text(f"{len(people)} people, key {vault.key_id}")
         return 0
     if action == "remove":

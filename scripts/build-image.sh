@@ -111,6 +111,12 @@ if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
 fi
 install -m 755 "$repo/scripts/firstboot" "$root/usr/local/sbin/maskgate-firstboot"
+install -m 755 "$repo/scripts/maskgate-admin" "$root/usr/local/bin/maskgate"   # runs as the service user
+# administration by USB stick (the image's only way in): udev rule -> maskgate-usb@DEVICE.service
+install -m 755 "$repo/scripts/maskgate-usb" "$root/usr/local/sbin/maskgate-usb"
+install -m 644 "$repo/systemd/maskgate-usb@.service" "$root/etc/systemd/system/"
+install -d -m 755 "$root/etc/udev/rules.d"
+install -m 644 "$repo/systemd/80-maskgate-usb.rules" "$root/etc/udev/rules.d/"
 install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-keeper.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" "$root/etc/systemd/system/"
 systemctl --root="$root" enable maskgate-firstboot.service maskgate-keeper.service maskgate.service maskgate-purge.timer >/dev/null 2>&1

@@ -72,11 +72,17 @@ if [ -d "$repo/models" ]; then
   run mv "$prefix/models.new" "$prefix/models"
 fi
 
-# ---- units and first-boot provisioning
+# ---- the `maskgate` command on PATH (runs as the service user) and first-boot provisioning
+run install -m 755 "$repo/scripts/maskgate-admin" /usr/local/bin/maskgate
 run install -m 755 "$repo/scripts/firstboot" /usr/local/sbin/maskgate-firstboot
 run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-keeper.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" /etc/systemd/system/
+# administration by USB stick: the udev rule starts maskgate-usb@DEVICE.service, which runs maskgate-usb
+run install -m 755 "$repo/scripts/maskgate-usb" /usr/local/sbin/maskgate-usb
+run install -m 644 "$repo/systemd/maskgate-usb@.service" /etc/systemd/system/
+run install -m 644 "$repo/systemd/80-maskgate-usb.rules" /etc/udev/rules.d/
 run systemctl daemon-reload
+[ "$dry" = 1 ] || udevadm control --reload 2>/dev/null || true
 run systemctl enable maskgate-firstboot.service maskgate-keeper.service maskgate.service maskgate-purge.timer
 if [ "$dry" = 1 ] || [ -f "$config" ]; then
   # The same provisioning a flashed card gets at first boot (exit 2: a bad config, door stays locked).

@@ -7,7 +7,12 @@
 #   - firstboot ran, made the device key 0600 maskgate:maskgate, took the config and disabled itself;
 #   - maskgate.service reached READY (Type=notify: active) and its camera delivers frames;
 #   - it runs sandboxed: no new privileges, seccomp on, a network namespace with only loopback, and
-#     an IP socket attempt in a unit with exactly maskgate.service's sandbox fails (EAFNOSUPPORT).
+#     an IP socket attempt in a unit with exactly maskgate.service's sandbox fails (EAFNOSUPPORT);
+#   - administration by USB stick (a second disk, attached as USB storage): a signed request on the
+#     stick makes maskgate-usb@sda.service write the gate's public key onto it; a station (maskgate
+#     run as root with its own state in /run) enrols the demo person and writes roster v1 for that key
+#     onto the stick; the gate imports it and the running daemon grants the person on the looping demo
+#     clip; roster v2 removes them; v1 again is refused; every state file stays owned by maskgate.
 #   sudo scripts/test-image.sh [--out DIR] [--skip-build] [--timeout SECONDS]
 # Exit 0 when every check passed. The serial log is DIR/serial.log, timings in DIR/times.txt.
 # Needs, besides build-image.sh's tools: qemu-system-arm (qemu-system-aarch64).
@@ -27,6 +32,7 @@ while [ $# -gt 0 ]; do
 done
 command -v qemu-system-aarch64 >/dev/null || { echo "test-image.sh: qemu-system-aarch64 missing: apt-get install qemu-system-arm" >&2; exit 2; }
 command -v mcopy >/dev/null || { echo "test-image.sh: mcopy missing: apt-get install mtools" >&2; exit 2; }
+command -v mkfs.vfat >/dev/null || { echo "test-image.sh: mkfs.vfat missing: apt-get install dosfstools" >&2; exit 2; }
 t0=$(date +%s)
 if [ "$build" = 1 ]; then
   "$repo/scripts/build-image.sh" --out "$out"
@@ -41,16 +47,35 @@ cp --sparse=always "$img" "$test_img"
 fat="$test_img@@$(( $(sfdisk -d "$test_img" | awk -F'[=,]' '/start=/ {print $2; exit}') * 512 ))"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cat > "$work/maskgate.toml" <<'EOF'
+# The installer's signing key (made here, as on an installer's laptop) and the USB stick: a FAT disk
+# holding maskgate/request.signed, a report request signed with that key.
+pyhost=${PYTHON:-python3}
+[ -x "$repo/.venv/bin/python" ] && pyhost="$repo/.venv/bin/python"
+host_maskgate() { (cd "$repo" && "$pyhost" -m edge.cli "$@" --state "$work/host-state"); }
+installer_pub=$(host_maskgate templates keygen --out "$work/installer.key" --json | sed -n 's/.*"public_key": "\([0-9a-f]*\)".*/\1/p')
+[ ${#installer_pub} = 64 ] || { echo "test-image.sh: could not make the installer key with $pyhost" >&2; exit 1; }
+host_maskgate usb "$work/stick" --request --sign-key "$work/installer.key" --days 7 >/dev/null
+stick_img="$out/stick.img"
+rm -f "$stick_img"
+mkfs.vfat -n MGSTICK -C "$stick_img" 32768 >/dev/null
+mcopy -s -i "$stick_img" "$work/stick/maskgate" ::
+cat > "$work/maskgate.toml" <<EOF
 # the boot test's gate: the bundled demo clip as the camera, gpiozero's mock pins as the door
 [camera]
 source = "replay"
 loop = true
 
+[liveness]
+challenges = ["blink"]   # the demo clip answers a blink
+steps = 1
+
 [door]
 backend = "mock"
 relay_pin = 17
 open_s = 2.0
+
+[vault]
+trusted_keys = ["$installer_pub"]
 EOF
 cat > "$work/selfcheck.sh" <<'EOF'
 #!/bin/sh
@@ -150,11 +175,61 @@ journalctl -b _SYSTEMD_INVOCATION_ID="$inv" -o cat --no-pager > /run/restart.log
 say "after a restart: $(grep -c . /run/restart.log) log lines, status: $(prop maskgate.service StatusText)"
 check "restarted daemon loaded its models and started no program (font list kept in /var/cache/maskgate)" sh -c \
   "grep -q 'edge.embed: eye embedder' /run/restart.log && ! grep -q 'starts a process' /run/restart.log"
+# ---- administration by USB stick: the round trip (stick /dev/sda, whole-disk FAT, on USB storage)
+usb_run() {  # one plug-in: the unit udev starts; says its result and exit status
+  systemctl start maskgate-usb@sda.service
+  say "usb: maskgate-usb@sda.service $(prop maskgate-usb@sda.service Result) (exit $(prop maskgate-usb@sda.service ExecMainStatus)), uptime $(cut -d' ' -f1 /proc/uptime) s"
+}
+stick_rw() { mkdir -p /run/stick && mount -o rw /dev/sda /run/stick; }
+granted() { grep -q '"event":"decision","granted":true,"who":"Demo Resident"' /var/lib/maskgate/audit.log; }
+i=0; while [ $i -lt 120 ] && [ ! -b /dev/sda ]; do sleep 1; i=$((i + 1)); done
+check "USB stick seen as /dev/sda (ID_BUS=usb)" sh -c "udevadm info -q property /dev/sda | grep -q '^ID_BUS=usb'"
+check "udev rule asks for maskgate-usb@sda.service" sh -c "udevadm info -q property /dev/sda | grep -q 'SYSTEMD_WANTS=.*maskgate-usb@sda.service'"
+t_usb=$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)
+usb_run
+stick_rw
+pub=$(cat /run/stick/maskgate/from-gates/*/pubkey.txt 2>/dev/null | head -1)
+check "signed request: the gate wrote its public key, diag and audit log onto the stick" sh -c \
+  "[ -n '$pub' ] && ls /run/stick/maskgate/from-gates/*/audit.jsonl /run/stick/maskgate/from-gates/*/audit.csv /run/stick/maskgate/from-gates/*/diag.jsonl"
+check "the key on the stick is the gate's" [ "$pub" = "$(maskgate templates pubkey)" ]
+station() { MASKGATE_MODELS=/opt/maskgate/models /opt/maskgate/venv/bin/maskgate "$@" --state /run/station; }
+demo=$(ls -d /opt/maskgate/venv/lib/python3*/site-packages/edge/demo/enroll)
+check "station enrols the demo person" station enroll "Demo Resident" --from "$demo" --consent "image test"
+check "station writes roster v1 for the gate onto the stick" station roster export --to "$pub" \
+  --sign-key /boot/firmware/installer.key --out /run/stick/maskgate/
+cp /run/stick/maskgate/*-v1.roster /run/v1.roster
+umount /run/stick
+usb_run
+check "roster v1 imported from the stick" sh -c "maskgate templates list | grep -q 'Demo Resident'"
+i=0
+while [ $i -lt 900 ] && ! granted; do sleep 2; i=$((i + 2)); done
+check "the running gate grants the imported person on the looping clip" granted
+say "usb: first grant at uptime $(cut -d' ' -f1 /proc/uptime) s"
+station templates remove "Demo Resident" >/dev/null
+stick_rw
+station roster export --to "$pub" --sign-key /boot/firmware/installer.key --out /run/stick/maskgate/ >/dev/null
+umount /run/stick
+usb_run
+check "roster v2 removed the person" sh -c "! maskgate templates list | grep -q 'Demo Resident'"
+stick_rw
+rm -f /run/stick/maskgate/*.roster
+cp /run/v1.roster /run/stick/maskgate/
+umount /run/stick
+usb_run
+check "roster v1 again: refused (unit exit 1), the person still absent" sh -c \
+  "[ '$(prop maskgate-usb@sda.service ExecMainStatus)' = 1 ] && ! maskgate templates list | grep -q 'Demo Resident' &&
+   journalctl -b -u maskgate-usb@sda.service -o cat --no-pager | grep -q 'not newer than version 2'"
+say "usb: round trip took $(( $(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - t_usb )) s"
+say "usb journal (last 8 lines):"; journalctl -b -u 'maskgate-usb@*' -o cat --no-pager | tail -8 | sed 's/^/SELFCHECK |   /'
+others=$(find /var/lib/maskgate ! -user maskgate | head -3)
+check "every state file still owned by maskgate" [ -z "$others" ]
+check "the audit chain verifies" maskgate audit verify
 if [ $fails = 0 ]; then say "RESULT PASS"; else say "RESULT FAIL ($fails)"; fi
 sync
 EOF
 mcopy -o -i "$fat" "$work/maskgate.toml" ::maskgate.toml
 mcopy -o -i "$fat" "$work/selfcheck.sh" ::selfcheck.sh
+mcopy -o -i "$fat" "$work/installer.key" ::installer.key
 
 log="$out/serial.log"
 echo "[$(date +%T)] booting $test_img under qemu (serial log: $log)" >&2
@@ -163,11 +238,13 @@ set +e
 timeout "$timeout" qemu-system-aarch64 -M virt -cpu cortex-a72 -smp 2 -m 2048 -display none -no-reboot \
   -kernel "$out/vmlinuz" -initrd "$out/initrd.img" \
   -append 'root=LABEL=RASPIROOT rw rootwait console=ttyAMA0 systemd.run="/bin/sh /boot/firmware/selfcheck.sh" systemd.run_success_action=poweroff systemd.run_failure_action=poweroff' \
-  -drive file="$test_img",format=raw,if=virtio -nic none -monitor none -serial file:"$log" </dev/null >/dev/null 2>&1
+  -drive file="$test_img",format=raw,if=virtio \
+  -device qemu-xhci -drive if=none,id=stick,format=raw,file="$stick_img" -device usb-storage,drive=stick \
+  -nic none -monitor none -serial file:"$log" </dev/null >/dev/null 2>&1
 rc=$?
 set -e
 t_end=$(date +%s)
-rm -f "$test_img"
+rm -f "$test_img" "$stick_img"
 grep -a 'SELFCHECK' "$log" | tr -d '\r' >&2 || true
 {
   echo "build_s $((t_build - t0))"

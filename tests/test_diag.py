@@ -367,6 +367,14 @@ def _click_test(state: Path, open_door: bool) -> diag.Finding:
 def test_relay_click_seen_by_the_contact(state: Path) -> None:
     f = _click_test(state, open_door=True)
     assert "relay clicked for 0.6 s" in f.detail and "the door contact saw the door open" in f.detail
+    # the technician's unlock is in the audit log, as the gate's own unlocks are
+    log = [json.loads(line) for line in (state / "audit.log").read_text().splitlines()]
+    [unlock] = [e for e in log if e.get("action") == "unlock"]
+    assert (unlock["event"], unlock["by"], unlock["source"]) == ("door", "technician", "diag")
+    assert any(e.get("action") == "contact" and e.get("open") for e in log)
+    from edge.audit import verify_file
+
+    assert verify_file(state / "audit.log", state / "audit.head").ok
 
 
 def test_relay_click_not_seen_by_the_contact(state: Path) -> None:

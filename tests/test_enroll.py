@@ -125,10 +125,46 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
                  faces / "d12_060_masked.jpg", "--consent", "form 3", "--json", "--state", state, env=ENV)
     assert r.returncode == 0, r.stderr
     assert r.json_lines()[-1]["look_alike"] is None
-    # the same face under another name is enrolled, with a warning that names the look-alike
+    # the same face under another name is refused, naming the look-alike; enrolled only when allowed
+    vault_before = (state / "vault.bin").read_bytes()
     r = maskgate("enroll", "D. Person", "--from", *DEMO, "--consent", "form 2", "--state", state, env=ENV)
+    assert r.returncode == 2 and "matches Demo Person at the gate's threshold" in r.stderr
+    assert "--allow-look-alike" in r.stderr and "templates add" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (state / "vault.bin").read_bytes() == vault_before
+    r = maskgate("enroll", "D. Person", "--from", *DEMO, "--consent", "form 2", "--allow-look-alike",
+                 "--state", state, env=ENV)
     assert r.returncode == 0, r.stderr
     assert "warning: D. Person resembles Demo Person" in r.stdout and "templates remove" in r.stdout
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_templates_add_and_expiry_shown_as_given(state: Path) -> None:
+    faces = ROOT / "tests" / "fixtures" / "faces"
+    r = maskgate("enroll", "Ben", "--from", faces / "d12_010.jpg", faces / "d12_060.jpg", "--consent", "form 3",
+                 "--expires", "2099-01-31", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    r = maskgate("enroll", "Demo", "--from", *DEMO[:3], "--consent", "form 4", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    r = maskgate("templates", "list", "--state", state, env=ENV)
+    assert "expires=2099-01-31 " in r.stdout and "2099-02-01" not in r.stdout
+    [ben] = [p for p in maskgate("templates", "list", "--json", "--state", state, env=ENV).json_lines()
+             if p["name"] == "Ben"]
+    assert ben["expires_on"] == "2099-01-31" and ben["templates"] == 2
+    # his masked frame: added through the same gates; the count grows, the person stays one
+    r = maskgate("templates", "add", "Ben", "--from", faces / "d12_060_masked.jpg", "--json", "--state", state, env=ENV)
+    assert r.returncode == 0, r.stderr
+    done = r.json_lines()[-1]
+    assert (done["added"], done["templates"], done["person"]) == (1, 3, ben["id"])
+    # the demo person's frames are someone else: refused for Ben, and nothing changes
+    before = (state / "vault.bin").read_bytes()
+    r = maskgate("templates", "add", "Ben", "--from", *DEMO[3:], "--state", state, env=ENV)
+    assert r.returncode == 2 and "match Demo" in r.stderr and (state / "vault.bin").read_bytes() == before
+    r = maskgate("templates", "add", "Ben", "--from", ROOT / "tests/fixtures/faces/README.md", "--state", state, env=ENV)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = maskgate("templates", "add", "Nobody", "--from", *DEMO[3:], "--state", state, env=ENV)
+    assert r.returncode == 2 and "nobody called 'Nobody'" in r.stderr
+    log = (state / "audit.log").read_text()
+    assert '"event":"vault.add_templates"' in log and '"total":3' in log
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")

@@ -12,7 +12,8 @@ import pytest
 
 from conftest import ROOT
 
-SCRIPTS = [ROOT / "scripts" / s for s in ("install.sh", "firstboot", "build-image.sh", "test-image.sh")]
+SCRIPTS = [ROOT / "scripts" / s for s in ("install.sh", "firstboot", "build-image.sh", "test-image.sh",
+                                          "maskgate-admin", "maskgate-usb")]
 
 
 def plan(*args: str) -> tuple[int, list[str], str]:
@@ -36,13 +37,17 @@ def test_pi_plan() -> None:
     req = step(lines, r"pip .* install -r \S+/requirements.txt$")
     mp = step(lines, r"pip .* install --no-deps mediapipe==")
     pkg = step(lines, rf"pip .* install --no-deps --force-reinstall {re.escape(str(ROOT))}$")
+    wrapper = step(lines, rf"^install -m 755 {re.escape(str(ROOT))}/scripts/maskgate-admin /usr/local/bin/maskgate$")
     units = step(lines, r"^install -m 644 \S+/maskgate.service \S+/maskgate-keeper.service "
                         r"\S+/maskgate-firstboot.service \S+/maskgate-purge.service \S+/maskgate-purge.timer /etc/systemd/system/")
+    usb = [step(lines, r"^install -m 755 \S+/scripts/maskgate-usb /usr/local/sbin/maskgate-usb$"),
+           step(lines, r"^install -m 644 \S+/systemd/maskgate-usb@.service /etc/systemd/system/$"),
+           step(lines, r"^install -m 644 \S+/systemd/80-maskgate-usb.rules /etc/udev/rules.d/$")]
     enable = step(lines, r"^systemctl enable maskgate-firstboot.service maskgate-keeper.service maskgate.service "
                          r"maskgate-purge.timer$")
     fb = step(lines, r"^/usr/local/sbin/maskgate-firstboot --boot-config /boot/firmware/maskgate.toml$")
     start = step(lines, r"^systemctl restart maskgate.service$")
-    assert apt and venv < req < mp < pkg < units < enable < fb < start
+    assert apt and venv < req < mp < pkg < wrapper < units < min(usb) and max(usb) < enable < fb < start
 
 
 def test_jetson_and_generic_plans_have_no_pi_packages() -> None:
@@ -75,6 +80,13 @@ def test_pins_match_the_dev_setup() -> None:
     assert len(set.union(*gpiod.values())) == 1 and all(gpiod.values()), gpiod
     assert "/opt/maskgate/venv/bin/maskgate run" in (ROOT / "systemd/maskgate.service").read_text()
     assert "/opt/maskgate/venv" in (ROOT / "scripts/build-image.sh").read_text()
+    # the `maskgate` on PATH of a flashed card too, and the wrapper drops to the unit's user and models
+    image = (ROOT / "scripts/build-image.sh").read_text()
+    assert 'scripts/maskgate-admin" "$root/usr/local/bin/maskgate"' in image
+    assert 'maskgate-usb" "$root/usr/local/sbin/maskgate-usb"' in image and "80-maskgate-usb.rules" in image
+    wrapper, unit = (ROOT / "scripts/maskgate-admin").read_text(), (ROOT / "systemd/maskgate.service").read_text()
+    assert "User=maskgate" in unit and "user=${MASKGATE_USER:-maskgate}" in wrapper
+    assert "MASKGATE_MODELS=/opt/maskgate/models" in unit and "prefix=${MASKGATE_PREFIX:-/opt/maskgate}" in wrapper
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

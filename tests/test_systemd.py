@@ -18,7 +18,8 @@ import pytest
 
 from conftest import FIXTURES, ROOT
 
-UNITS = ("maskgate.service", "maskgate-keeper.service", "maskgate-firstboot.service", "maskgate-purge.service", "maskgate-purge.timer")
+UNITS = ("maskgate.service", "maskgate-keeper.service", "maskgate-firstboot.service", "maskgate-purge.service",
+         "maskgate-purge.timer", "maskgate-usb@.service")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze missing (apt-get install systemd)")
 
@@ -158,3 +159,31 @@ def test_matplotlib_font_cache_persists_so_no_program_runs_at_restart(tmp_path: 
     env = {**os.environ, "MPLCONFIGDIR": str(tmp_path / "cache")}
     _programs_started(env, tmp_path)                     # first start: may list fonts
     assert _programs_started(env, tmp_path) == []        # a restart: nothing started
+
+
+@needs_analyze
+def test_usb_unit_sandboxed_like_the_others(tmp_path: Path) -> None:
+    """The stick's unit: the gate's network and filesystem sandbox; root kept only to mount the stick
+    and drop to user maskgate; started by the udev rule for USB filesystems only."""
+    score, report = security(ROOT / "systemd/maskgate-usb@.service")
+    assert score <= 2.0, report
+    passed = {line.split()[1] for line in report.splitlines() if line.startswith("✓")}
+    for item in ("PrivateNetwork=", "IPAddressDeny=", "RestrictAddressFamilies=~AF_(INET|INET6)",
+                 "NoNewPrivileges=", "ProtectSystem=", "ProtectHome=", "MemoryDenyWriteExecute=",
+                 "CapabilityBoundingSet=~CAP_(DAC_*|FOWNER|IPC_OWNER)", "CapabilityBoundingSet=~CAP_NET_ADMIN",
+                 "CapabilityBoundingSet=~CAP_SYS_MODULE"):
+        assert item in passed, f"{item} not satisfied:\n{report}"
+    unit = unit_text("maskgate-usb@.service").splitlines()
+    assert "CapabilityBoundingSet=CAP_SYS_ADMIN CAP_SETUID CAP_SETGID" in unit
+    assert "ExecStart=/usr/local/sbin/maskgate-usb %I" in unit and "PrivateMounts=yes" in unit
+    assert "ReadWritePaths=/var/lib/maskgate -/var/cache/maskgate" in unit
+    assert verify(tmp_path, {"maskgate-usb@sda1.service": unit_text("maskgate-usb@.service")}) == ""
+    [rules] = (ROOT / "systemd").glob("*-maskgate-usb.rules")
+    # udev reads rules files in name order: after 60-persistent-storage.rules sets ID_BUS and ID_FS_USAGE
+    assert rules.name > "60-persistent-storage.rules"
+    rule = rules.read_text()
+    [line] = [s for s in rule.splitlines() if s and not s.startswith("#")]
+    assert 'ENV{ID_BUS}=="usb"' in line and 'ENV{SYSTEMD_WANTS}+="maskgate-usb@%k.service"' in line
+    script = (ROOT / "scripts/maskgate-usb").read_text()
+    assert "opts=ro," in script and "--check-request" in script and "remount,rw" in script
+    assert script.index("--check-request") < script.index("remount,rw")   # read-only until a valid request
