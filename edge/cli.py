@@ -63,7 +63,10 @@ def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
-    return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge)
+    from edge.clock import parse_at
+
+    at = parse_at(args.at) if args.at else None
+    return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge, at=at)
 
 
 def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -82,7 +85,8 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
-                             operator=args.operator, expires=args.expires)
+                             operator=args.operator, expires=args.expires, groups=args.group,
+                             valid_from=args.valid_from, valid_until=args.valid_until)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -116,6 +120,17 @@ def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) 
     return diag.preview(cfg, out, text_only=args.text)
 
 
+def _access_options(sp: argparse.ArgumentParser, change: bool = False) -> None:
+    """--group / --valid-from / --valid-until (edge.access) for ``enroll`` and ``templates access``."""
+    sp.add_argument("--group", action="append", metavar="NAME",
+                    help="an [access.groups] group (repeatable; default: [access] default_group)"
+                    + ("; replaces the person's groups, `default` puts them back in the default group" if change else ""))
+    clear = "; `none` removes it" if change else ""
+    sp.add_argument("--valid-from", metavar="LOCAL-TIME", help=f"visitor pass starts, e.g. 2027-01-05T09:00{clear}")
+    sp.add_argument("--valid-until", metavar="LOCAL-TIME",
+                    help=f"visitor pass ends, e.g. 2027-01-05T18:00 (a bare date: the end of that day){clear}")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("global options")
@@ -143,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("video")
     sp.add_argument("--challenge", nargs="+", choices=CHALLENGES, metavar="NAME",
                     help="the challenge sequence to ask (a recording can only answer what it shows)")
+    sp.add_argument("--at", metavar="LOCAL-TIME",
+                    help="judge the access rules as if the recording started then, e.g. 2027-01-05T12:00")
     sp = add("embed", _cmd_embed, "eye-region embedding of the largest face in each image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
     sp = add("liveness", _cmd_liveness, "judge one challenge on a recorded video")
@@ -156,6 +173,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="the person's recorded consent (text or a reference to the signed form)")
     sp.add_argument("--operator", default="", help="who enrolled them (kept in the consent record)")
     sp.add_argument("--expires", metavar="YYYY-MM-DD", help="the day their access ends (then purged)")
+    _access_options(sp)
     sp = add("templates", _cmd_templates,
              "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen")
     tsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -171,6 +189,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("bundle")
     tsub.add_parser("pubkey", parents=[common], help="this device's public key, for export --to")
     tsub.add_parser("purge", parents=[common], help="remove records past their expiry or retention")
+    t = tsub.add_parser("access", parents=[common], help="change a person's groups or visitor pass")
+    t.add_argument("person", help="person id or name")
+    _access_options(t, change=True)
     t = tsub.add_parser("keygen", parents=[common], help="make an installer's Ed25519 signing key for export")
     t.add_argument("--out", required=True, metavar="FILE")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")

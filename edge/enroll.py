@@ -228,7 +228,9 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any) -> tuple[l
 
 
 def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
-               operator: str = "", expires: str | None = None, embedder: Any = None) -> int:
+               operator: str = "", expires: str | None = None, embedder: Any = None,
+               groups: list[str] | None = None, valid_from: str | None = None,
+               valid_until: str | None = None) -> int:
     """``maskgate enroll NAME --from SOURCE... --consent TEXT``: 0 enrolled, 1 liveness failed, 2 bad input."""
     if not consent or not consent.strip():
         raise EnrollError("no consent given: --consent must hold the person's consent text or the "
@@ -237,6 +239,9 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     if not name or len(name) > 200 or not name.isprintable():
         raise EnrollError("the name must be 1-200 printable characters")
     until = _parse_expiry(expires)
+    from edge.access import person_rules
+
+    rules = person_rules(cfg.access, groups, valid_from, valid_until)  # a bad group or pass fails now
     for s in sources:
         _classify(s)  # a missing file fails now, before the camera or the model start
     from edge.vault import Vault
@@ -262,11 +267,13 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
-    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space)
+    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space,
+                    **rules)
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
-           operator=operator, expires=expires)
+           operator=operator, expires=expires, groups=list(rules["groups"]) or None,
+           valid_from=rules["valid_from"], valid_until=rules["valid_until"])
     alike = look_alike(vault, pid, [c.embedding for c in chosen], cfg, embedder)
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},

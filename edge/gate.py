@@ -79,7 +79,7 @@ class Gate:
 
     def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
                  challenges: list[str] | None = None, fault: str | None = None,
-                 rng: random.Random | None = None, prompter: Any = None) -> None:
+                 rng: random.Random | None = None, prompter: Any = None, clock: Any = None) -> None:
         self.cfg = cfg
         self.vault = vault          # None when it could not be opened (``fault`` says why)
         self.embedder = embedder    # None when the model could not be loaded
@@ -99,6 +99,13 @@ class Gate:
         self._last_steps: list[str] | None = None
         self._gallery_src: Any = None
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
+        # Who may enter when (edge.access), judged by a clock the gate can trust (edge.clock).
+        from edge.access import Rules
+        from edge.clock import Clock
+
+        self.rules = Rules(cfg.access)
+        self.clock = clock or Clock()
+        self._clock_alarm: str | None = None
         # The latest decisions (replay's exit status, tests); bounded for a daemon that runs for months.
         self.decisions: deque[dict[str, Any]] = deque(maxlen=64)
 
@@ -251,7 +258,23 @@ class Gate:
         if not decide(match, self.threshold):
             why = "no one enrolled" if match.person is None else "not recognised"
             return self._deny(t, why, score=match.score)
+        refused = self._access_refused(t, match.person)
+        if refused:  # recognised, but not now: no failure towards a lock-out
+            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person))
         self._grant(t, match)
+
+    def _access_refused(self, t: float, person_id: str | None) -> str | None:
+        """Why the access rules keep this recognised person out at this moment (edge.access), or None."""
+        if self.vault is None or person_id is None:
+            return None
+        untrusted = self.clock.untrusted()
+        if untrusted != self._clock_alarm:  # the display and the event stream say so, once per change
+            self.emit(t, "alarm", kind="clock", active=untrusted is not None, detail=untrusted or "trusted")
+            self._clock_alarm = untrusted
+        when = self.clock.local(t)
+        verdict = self.rules.judge(self.vault.find(person_id), when, trusted=untrusted is None)
+        log.info("access rules at %s: %s", f"{when:%a %Y-%m-%d %H:%M}", verdict)
+        return None if verdict.allowed else verdict.reason
 
     # ---- outcomes ----
     def _name(self, person: str | None) -> str | None:
@@ -281,9 +304,10 @@ class Gate:
         self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
-    def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True) -> None:
+    def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
+              who: str | None = None) -> None:
         self._lock_quietly()
-        self._decision(t, False, None, score, reason)
+        self._decision(t, False, who, score, reason)
         if count:
             self._failures += 1
         if self._failures >= self.cfg.gate.max_failures:
@@ -334,7 +358,7 @@ class _EventPrompter:
 # ---- wiring for the daemon, replay and demo ----
 
 def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenges: list[str] | None = None,
-          prompter: Any = None) -> Gate:
+          prompter: Any = None, clock: Any = None) -> Gate:
     """A gate on the state directory's vault and the installed model.
 
     A model that will not load or a vault that will not open does not stop the gate: it runs, says
@@ -362,7 +386,7 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         log.error("%s", f)
         emit({"t": 0.0, "event": "error", "reason": f})
     return Gate(cfg, vault, embedder, door, audit, emit, challenges=challenges,
-                fault="; ".join(faults) or None, prompter=prompter)
+                fault="; ".join(faults) or None, prompter=prompter, clock=clock)
 
 
 def _human(ev: dict[str, Any]) -> str:
@@ -372,6 +396,8 @@ def _human(ev: dict[str, Any]) -> str:
         if ev["granted"]:
             return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']})"
         score = "" if ev["score"] is None else f" (score {ev['score']})"
+        if ev.get("who"):  # recognised, refused by the access rules
+            score = f" ({ev['who']}, score {ev['score']})"
         return f"{t} access denied: {ev['reason']}{score}"
     rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
     return f"{t} {ev['event']} {rest}".rstrip()
@@ -387,8 +413,12 @@ def printer(out: Any) -> Emit:
     return emit
 
 
-def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None) -> int:
+def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
+           at: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
+
+    ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
+    clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
 
     Exit 1 when the recording ended in denials only (access denied), else 0.
     """
@@ -403,7 +433,10 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
-    gate = build(cfg, state, door, audit, emit, challenges=challenges)
+    from edge.clock import FixedClock
+
+    gate = build(cfg, state, door, audit, emit, challenges=challenges,
+                 clock=FixedClock(at) if at is not None else None)
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
