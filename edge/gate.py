@@ -267,12 +267,13 @@ class Gate:
         """Why the access rules keep this recognised person out at this moment (edge.access), or None."""
         if self.vault is None or person_id is None:
             return None
-        untrusted = self.clock.untrusted()
-        if untrusted != self._clock_alarm:  # the display and the event stream say so, once per change
+        person = self.vault.find(person_id)
+        untrusted = self.clock.untrusted() if self.rules.needs_clock(person) else None
+        if untrusted != self._clock_alarm and self.rules.needs_clock(person):  # said once per change
             self.emit(t, "alarm", kind="clock", active=untrusted is not None, detail=untrusted or "trusted")
             self._clock_alarm = untrusted
         when = self.clock.local(t)
-        verdict = self.rules.judge(self.vault.find(person_id), when, trusted=untrusted is None)
+        verdict = self.rules.judge(person, when, trusted=untrusted is None)
         log.info("access rules at %s: %s", f"{when:%a %Y-%m-%d %H:%M}", verdict)
         return None if verdict.allowed else verdict.reason
 

@@ -429,8 +429,14 @@ def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, rtc=True))
     assert diag.check_clock(ctx_for(tmp_path)).status == "ok"
     monkeypatch.setattr(diag, "SYS", fake_root(tmp_path / "b"))
+    monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl: no time source either
     f = diag.check_clock(ctx_for(tmp_path))
-    assert f.status == "warn" and "no real-time clock" in f.detail and "RTC" in f.hint
+    assert f.status == "fail" and "no real-time clock and no time source" in f.detail
+    assert "RTC" in f.hint and "Pi 5" in f.hint and "admin USB stick" in f.hint
+    (tmp_path / "b/root/run/systemd/timesync").mkdir(parents=True)   # systemd-timesyncd has synchronised
+    (tmp_path / "b/root/run/systemd/timesync/synchronized").touch()
+    f = diag.check_clock(ctx_for(tmp_path))
+    assert f.status == "warn" and "no real-time clock" in f.detail
 
 
 def test_service_without_systemd_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
