@@ -84,9 +84,10 @@ def test_every_check_runs_here_and_reports_json(state: Path) -> None:
 
 def test_text_output_is_an_aligned_table_without_colour_off_a_tty(state: Path) -> None:
     r = maskgate("diag", "clock", "disk", "service", "--state", state)
-    assert r.returncode == 0, r.stderr
     assert "\033[" not in r.stdout
     rows = [line for line in r.stdout.splitlines() if line.split(" ", 1)[0] in STATUSES]
+    # the clock fails on a machine without an RTC or a time source (a container, CI): exit 1 then
+    assert r.returncode == (1 if any(row.startswith("fail") for row in rows) else 0), r.stderr
     assert [row.split()[1] for row in rows] == ["clock", "disk", "service"]
     # The detail column starts at the same place on every row.
     starts = {len(re.match(r"\S+\s+\S+\s+", row).group(0)) for row in rows}
