@@ -107,6 +107,21 @@ def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
 
+def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # a reader of the local stream: no network here either
+    from edge import events
+
+    return events.events_cli(cfg.events, out, count=args.count)
+
+
+def _cmd_mqtt(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    # No privacy guard: the bridge is the one part of maskgate that opens an IP socket, to the
+    # configured broker only (its own unit, IPAddressAllow=); it sees only the event stream.
+    from edge import mqtt_bridge
+
+    return mqtt_bridge.run(cfg, out)
+
+
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import bench
 
@@ -202,6 +217,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("diag", _cmd_diag, "technician checks, each ok / warn / fail with a hint")
     sp.add_argument("checks", nargs="*", metavar="CHECK")
     sp.add_argument("--yes", action="store_true", help="allow the relay click test")
+    sp = add("events", _cmd_events, "follow the local event stream: decisions, door changes, alarms")
+    sp.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    add("mqtt", _cmd_mqtt, "the optional MQTT bridge: the event stream to a broker (Home Assistant discovery)")
     sp = add("bench", _cmd_bench, "per-stage timings on the bundled clip")
     sp.add_argument("--video", help="another recording instead of the bundled clip")
     sp.add_argument("--frames", type=int, default=150, help="frames to time (default 150)")

@@ -211,6 +211,8 @@ class EventsConfig:
     socket: str = "/run/maskgate/events.sock"
     # Put the person's name in decision events (default: only the person id).
     names: bool = False
+    # This gate's name in the stream and in MQTT topics; empty: the host name.
+    gate: str = check("", lambda v: all(c.isalnum() or c in "_-" for c in v), "letters, digits, _ or -")
 
 
 @dataclass(frozen=True)
@@ -228,8 +230,6 @@ class MqttConfig:
                               "a topic without # or +")
     discovery_prefix: str = check("homeassistant", lambda v: bool(v) and not any(c in v for c in "#+"),
                                   "a topic without # or +")
-    # This gate's id in topics and in Home Assistant; empty: the host name.
-    gate_id: str = ""
     keepalive_s: int = check(60, lambda v: 5 <= v <= 3600, "between 5 and 3600 seconds")
 
 

@@ -260,7 +260,8 @@ class Gate:
             return self._deny(t, why, score=match.score)
         refused = self._access_refused(t, match.person)
         if refused:  # recognised, but not now: no failure towards a lock-out
-            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person))
+            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person),
+                              person=match.person)
         self._grant(t, match)
 
     def _access_refused(self, t: float, person_id: str | None) -> str | None:
@@ -286,15 +287,18 @@ class Gate:
         except Exception:
             return person
 
-    def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str) -> None:
+    def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str,
+                  person: str | None = None) -> None:
         d = {"granted": granted, "who": who, "score": None if score is None else round(score, 3),
              "reason": reason}
+        if person is not None:  # the recognised person's id (the event stream carries it, not the name)
+            d["person"] = person
         self.decisions.append({"t": t, **d})
         self.emit(t, "decision", **d)
 
     def _grant(self, t: float, match: Match) -> None:
         who = self._name(match.person)
-        self._decision(t, True, who, match.score, "recognised and live")
+        self._decision(t, True, who, match.score, "recognised and live", person=match.person)
         self._failures = 0
         if self.vault is not None and match.person is not None:
             try:
@@ -306,9 +310,9 @@ class Gate:
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
     def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
-              who: str | None = None) -> None:
+              who: str | None = None, person: str | None = None) -> None:
         self._lock_quietly()
-        self._decision(t, False, who, score, reason)
+        self._decision(t, False, who, score, reason, person)
         if count:
             self._failures += 1
         if self._failures >= self.cfg.gate.max_failures:

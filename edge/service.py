@@ -157,6 +157,23 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
     return None
 
 
+def _event_stream(cfg: Config, door: Door) -> Any:
+    """The local event stream (edge.events), fed by the door; None when off or it cannot be served."""
+    from edge import events
+
+    stream = events.serve(cfg.events, snapshot=events.door_snapshot(door))
+    if stream is not None:
+        door.on_event(stream.publish)
+    return stream
+
+
+def _log_and_publish(ev: dict[str, Any], stream: Any) -> None:
+    """A gate event: to the journal, and to the event stream's readers."""
+    log.info("%s", json.dumps(ev, separators=(",", ":")))
+    if stream is not None:
+        stream.publish(ev)
+
+
 def _wait(stop: threading.Event, seconds: float, notifier: Notifier) -> None:
     """Sleep ``seconds`` (or until stopped), pinging the watchdog from this loop meanwhile."""
     end = time.monotonic() + seconds
@@ -216,6 +233,7 @@ def run(cfg: Config, state: Path) -> int:
     previous = install_signal_handlers(stop)  # before anything slow: a stop during start-up counts
     door: Door | None = None
     audit: AuditLog | None = None
+    stream: Any = None
     try:
         notifier.status("starting")
         _install_privacy()
@@ -223,14 +241,14 @@ def run(cfg: Config, state: Path) -> int:
         door = open_door(cfg.door)
         install_signal_handlers(stop, door)  # now the handler can drive the relay off first
         audit_door_events(door, audit)
+        stream = _event_stream(cfg, door)
         audit.append("service", action="start", version=__version__, door=cfg.door.backend,
                      camera=cfg.camera.source)
         from edge.vision.landmarks import Landmarker
 
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
-            gate = _make_gate(cfg, state, door, audit,
-                              lambda ev: log.info("%s", json.dumps(ev, separators=(",", ":"))))
+            gate = _make_gate(cfg, state, door, audit, lambda ev: _log_and_publish(ev, stream))
             notifier.ready("door locked; opening the camera" if gate is not None
                            else "door locked; no decisions (see the log)")
             try:
@@ -249,6 +267,8 @@ def run(cfg: Config, state: Path) -> int:
         try:
             if door is not None:
                 door.close()
+            if stream is not None:
+                stream.close()
         finally:
             if audit is not None:  # "off": close() returned, so the relay pin was driven off
                 audit.append("service", action="stop", relay="off" if door is None or door.closed else "unknown")
