@@ -74,6 +74,8 @@ fi
 run install -m 755 "$repo/scripts/firstboot" /usr/local/sbin/maskgate-firstboot
 run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-firstboot.service" \
     "$repo/systemd/maskgate-purge.service" "$repo/systemd/maskgate-purge.timer" /etc/systemd/system/
+# The MQTT bridge is installed but never enabled here: off, nothing leaves the device (PRIVACY.md).
+run install -m 644 "$repo/systemd/maskgate-mqtt.service" /etc/systemd/system/
 run systemctl daemon-reload
 run systemctl enable maskgate-firstboot.service maskgate.service maskgate-purge.timer
 if [ "$dry" = 1 ] || [ -f "$config" ]; then
