@@ -254,11 +254,11 @@ def human(line: dict[str, Any]) -> str:
     head = f"{line.get('time', '?')} {line.get('gate', '?')}"
     kind = line.get("event")
     if kind == "decision":
-        who = line.get("person") or "-"
+        who = f" {line['person']}" if line.get("person") else ""
         if line.get("name"):
             who += f" ({line['name']})"
         verdict = "GRANTED" if line.get("granted") else "denied"
-        return f"{head} {verdict} {who}: {line.get('reason', '')}"
+        return f"{head} {verdict}{who}: {line.get('reason', '')}"
     rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("time", "gate", "event"))
     return f"{head} {kind} {rest}"
 

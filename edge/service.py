@@ -170,7 +170,7 @@ def _event_stream(cfg: Config, door: Door) -> Any:
 def _log_and_publish(ev: dict[str, Any], stream: Any) -> None:
     """A gate event: to the journal, and to the event stream's readers."""
     log.info("%s", json.dumps(ev, separators=(",", ":")))
-    if stream is not None:
+    if stream is not None and ev.get("event") != "door":  # door changes come from the door itself
         stream.publish(ev)
 
 

@@ -305,7 +305,7 @@ def test_gate_to_event_stream_to_mqtt_end_to_end(enrolled: Path, tmp_path: Path)
         assert sock.exists(), stop(gate)[1][-3000:]
         assert sock.stat().st_mode & 0o777 == 0o660
         bridge = start("mqtt", "--config", str(cfg))
-        reader = start("events", "--json", "--count", "4", "--config", str(cfg))
+        reader = start("events", "--json", "--count", "6", "--config", str(cfg))
         # the demo person blinks at 2.6 s into the clip, which loops: a grant, then the relay's lock
         assert ha.wait(lambda m: any(t == "maskgate/gate-1/decision" and '"granted"' in p for t, p, _ in m)
                        and any(t == "maskgate/gate-1/lock" and p == "unlocked" for t, p, _ in m)
@@ -317,6 +317,8 @@ def test_gate_to_event_stream_to_mqtt_end_to_end(enrolled: Path, tmp_path: Path)
         decision = next(x for x in lines if x["event"] == "decision")
         assert decision["granted"] and decision["person"].startswith("p-") and decision["name"] == "Demo Person"
         assert set(decision) == {"time", "gate", "event", "granted", "reason", "person", "name"}
+        after = [(x["event"], x.get("action")) for x in lines[lines.index(decision) + 1:]]
+        assert after[:2] == [("door", "unlock"), ("door", "lock")], "one unlock per grant, from the door"
     finally:
         if reader is not None and reader.poll() is None:
             reader.kill()
