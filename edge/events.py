@@ -183,7 +183,7 @@ def serve(cfg: Any, snapshot: Callable[[], list[dict[str, Any]]] | None = None) 
     try:
         return EventServer(cfg.socket, gate_name(cfg), cfg.names, snapshot).start()
     except EventsError as e:  # the door does not depend on the stream: the gate runs without it
-        log.error("no event stream: %s", e)
+        log.warning("no event stream: %s", e)
         return None
 
 

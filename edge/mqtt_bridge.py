@@ -154,6 +154,7 @@ class Bridge:
         if self.cfg.tls:
             c.tls_set(ca_certs=self.cfg.ca_file or None, cert_reqs=ssl.CERT_REQUIRED)
         c.reconnect_delay_set(1, 30)
+        c.max_queued_messages_set(1000)   # a long broker outage must not grow the bridge without bound
 
         def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
             if reason.is_failure:
