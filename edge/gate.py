@@ -108,6 +108,48 @@ class Gate:
         self._clock_alarm: str | None = None
         # The latest decisions (replay's exit status, tests); bounded for a daemon that runs for months.
         self.decisions: deque[dict[str, Any]] = deque(maxlen=64)
+        self._incoming: Any = None   # a claim from a reader thread (edge.claim), taken by the next frame
+        self._claim: Any = None      # the claim waiting for (or used by) the current approach
+        self._claim_t = 0.0
+
+    # ---- claims (match.mode = claim / either) ----
+    def present(self, claim: Any) -> None:
+        """A card or PIN from a reader; safe to call from any thread (the next frame takes it)."""
+        self._incoming = claim
+
+    def _take_claim(self, t: float) -> None:
+        claim, self._incoming = self._incoming, None
+        if claim is not None:
+            ignored = ("match.mode = identify" if self.cfg.match.mode == "identify"
+                       else "locked out" if self.state == "lockout" and t < self._until else None)
+            self.emit(t, "claim", claim=claim.describe(), source=claim.source,
+                      **({"ignored": ignored} if ignored else {}))
+            if not ignored:
+                self._claim, self._claim_t = claim, t
+        elif self._claim is not None and self.state in ("idle", "cooldown") \
+                and t - self._claim_t > self.cfg.claim.timeout_s:
+            self.emit(t, "claim", claim=self._claim.describe(), expired=True)
+            self._claim = None
+
+    def _claim_mode(self) -> bool:
+        mode = self.cfg.match.mode
+        return mode == "claim" or (mode == "either" and self._claim is not None)
+
+    def _verify_claim(self, t: float, a: _Approach, same: float) -> None:
+        """The face against the claimed person only (edge.claim.judge), at the one-person threshold."""
+        from edge import claim as claims
+
+        j = claims.judge(self._claim, self.vault, np.stack(a.before + a.after), self.embedder,
+                         self.cfg.match, self._name)
+        if j.match is not None:
+            self.emit(t, "match", who=self._name(j.match.person), score=round(j.match.score, 3),
+                      threshold=round(j.threshold, 3), claimed=j.claimed, agreement=round(same, 3))
+        if same < AGREEMENT_MIN:
+            return self._deny(t, f"the face after the challenge is not the one before it ({same:.2f})")
+        if j.reason is not None:
+            return self._deny(t, j.reason, score=j.match.score if j.match else None,
+                              **({"claimed": j.claimed} if j.claimed else {}))
+        self._grant(t, j.match)
 
     # ---- events ----
     def emit(self, t: float, event: str, **fields: Any) -> None:
@@ -136,6 +178,7 @@ class Gate:
 
     def _step(self, frame: Frame, faces: list[Face]) -> None:
         t = frame.t
+        self._take_claim(t)
         if self.state in ("cooldown", "lockout"):
             if t < self._until:
                 return
@@ -250,6 +293,8 @@ class Gate:
         if fault:
             return self._deny(t, f"template vault unreadable: {fault}")
         same = cosine(np.mean(a.before, axis=0), np.mean(a.after, axis=0))
+        if self._claim_mode():
+            return self._verify_claim(t, a, same)
         match: Match = gallery.search(np.stack(a.before + a.after))
         self.emit(t, "match", who=self._name(match.person), score=round(match.score, 3),
                   runner_up=round(match.runner_up, 3), agreement=round(same, 3))
@@ -258,10 +303,6 @@ class Gate:
         if not decide(match, self.threshold):
             why = "no one enrolled" if match.person is None else "not recognised"
             return self._deny(t, why, score=match.score)
-        refused = self._access_refused(t, match.person)
-        if refused:  # recognised, but not now: no failure towards a lock-out
-            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person),
-                              person=match.person)
         self._grant(t, match)
 
     def _access_refused(self, t: float, person_id: str | None) -> str | None:
@@ -288,15 +329,20 @@ class Gate:
             return person
 
     def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str,
-                  person: str | None = None) -> None:
+                  **extra: Any) -> None:
         d = {"granted": granted, "who": who, "score": None if score is None else round(score, 3),
-             "reason": reason}
-        if person is not None:  # the recognised person's id (the event stream carries it, not the name)
-            d["person"] = person
+             "reason": reason, **extra}
+        if self._claim is not None:  # one claim, one decision
+            d["claim"] = self._claim.describe()
+            self._claim = None
         self.decisions.append({"t": t, **d})
         self.emit(t, "decision", **d)
 
     def _grant(self, t: float, match: Match) -> None:
+        refused = self._access_refused(t, match.person)  # identify and claim mode alike
+        if refused:  # recognised, but not now: no failure towards a lock-out
+            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person),
+                              person=match.person)
         who = self._name(match.person)
         self._decision(t, True, who, match.score, "recognised and live", person=match.person)
         self._failures = 0
@@ -310,9 +356,9 @@ class Gate:
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
     def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
-              who: str | None = None, person: str | None = None) -> None:
+              who: str | None = None, **extra: Any) -> None:
         self._lock_quietly()
-        self._decision(t, False, who, score, reason, person)
+        self._decision(t, False, who, score, reason, **extra)
         if count:
             self._failures += 1
         if self._failures >= self.cfg.gate.max_failures:
@@ -398,12 +444,13 @@ def _human(ev: dict[str, Any]) -> str:
     """An event as a line for a person reading the terminal."""
     t = f"{ev['t']:7.2f}s"
     if ev["event"] == "decision":
+        claim = f" with {ev['claim']}" if ev.get("claim") else ""
         if ev["granted"]:
-            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']})"
+            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']}){claim}"
         score = "" if ev["score"] is None else f" (score {ev['score']})"
         if ev.get("who"):  # recognised, refused by the access rules
             score = f" ({ev['who']}, score {ev['score']})"
-        return f"{t} access denied: {ev['reason']}{score}"
+        return f"{t} access denied: {ev['reason']}{score}{claim}"
     rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
     return f"{t} {ev['event']} {rest}".rstrip()
 
@@ -419,9 +466,10 @@ def printer(out: Any) -> Emit:
 
 
 def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           at: Any = None) -> int:
+           claim: str | None = None, at: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
 
+    ``claim``: a card number presented at the start of the recording (match.mode claim / either).
     ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
     clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
 
@@ -432,6 +480,11 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     from edge.door import open_door
     from edge.service import audit_door_events
 
+    card = None
+    if claim is not None:
+        from edge import claim as claims
+
+        card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
     source = ReplaySource(video, realtime=False)
     state.mkdir(parents=True, exist_ok=True)
     emit = printer(out)
@@ -442,6 +495,8 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
 
     gate = build(cfg, state, door, audit, emit, challenges=challenges,
                  clock=FixedClock(at) if at is not None else None)
+    if card is not None:
+        gate.present(card)
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
