@@ -343,3 +343,18 @@ def test_an_untrusted_clock_keeps_schedule_groups_out_and_lets_always_groups_in(
         assert d["granted"] and not [e for e in events if e["event"] == "alarm"]
     finally:
         Vault.open(state).set_access("Day Worker", groups=("daytime",))
+
+
+def test_claim_mode_keeps_to_the_rules_too(daytime_state: tuple[Path, Path], tmp_path: Path) -> None:
+    """A card does not open the door outside its holder's hours: the rules are judged in claim mode too."""
+    cfg, state = daytime_state
+    claim_cfg = tmp_path / "claim.toml"
+    claim_cfg.write_text(cfg.read_text() + '\n[match]\nmode = "claim"\n')
+    r = maskgate("templates", "set-card", "Day Worker", "1001", "--config", claim_cfg, "--state", state)
+    assert r.returncode == 0, r.stderr
+    args = ["replay", demo_clip(), "--challenge", "blink", "--claim", "1001", "--json", "--config", claim_cfg,
+            "--state", state]
+    for when, granted, reason in (("2027-01-05T12:00", True, "recognised and live"),
+                                  ("2027-01-05T23:30", False, "outside schedule")):
+        d = [e for e in maskgate(*args, "--at", when).json_lines() if e["event"] == "decision"][0]
+        assert (d["granted"], d["reason"], d["claim"]) == (granted, reason, "card 1001"), d
