@@ -98,8 +98,11 @@ def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
+    from edge.clock import parse_at
+
+    at = parse_at(args.at) if args.at else None
     return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge,
-                       claim=args.claim)
+                       claim=args.claim, at=at)
 
 
 def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -126,7 +129,8 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
                              operator=args.operator, expires=args.expires, card=args.card, pin=args.pin,
-                             allow_look_alike=args.allow_look_alike)
+                             allow_look_alike=args.allow_look_alike,
+                             groups=args.group, valid_from=args.valid_from, valid_until=args.valid_until)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -161,6 +165,21 @@ def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
 
+def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    privacy.install()  # a reader of the local stream: no network here either
+    from edge import events
+
+    return events.events_cli(cfg.events, out, count=args.count)
+
+
+def _cmd_mqtt(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
+    # No privacy guard: the bridge is the one part of maskgate that opens an IP socket, to the
+    # configured broker only (its own unit, IPAddressAllow=); it sees only the event stream.
+    from edge import mqtt_bridge
+
+    return mqtt_bridge.run(cfg, out)
+
+
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     from edge import bench
 
@@ -173,6 +192,17 @@ def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) 
     from edge import diag
 
     return diag.preview(cfg, out, text_only=args.text)
+
+
+def _access_options(sp: argparse.ArgumentParser, change: bool = False) -> None:
+    """--group / --valid-from / --valid-until (edge.access) for ``enroll`` and ``templates access``."""
+    sp.add_argument("--group", action="append", metavar="NAME",
+                    help="an [access.groups] group (repeatable; default: [access] default_group)"
+                    + ("; replaces the person's groups, `default` puts them back in the default group" if change else ""))
+    clear = "; `none` removes it" if change else ""
+    sp.add_argument("--valid-from", metavar="LOCAL-TIME", help=f"visitor pass starts, e.g. 2027-01-05T09:00{clear}")
+    sp.add_argument("--valid-until", metavar="LOCAL-TIME",
+                    help=f"visitor pass ends, e.g. 2027-01-05T18:00 (a bare date: the end of that day){clear}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -206,6 +236,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--challenge", nargs="+", choices=CHALLENGES, metavar="NAME",
                     help="the challenge sequence to ask (a recording can only answer what it shows)")
     sp.add_argument("--claim", metavar="NUMBER", help="a card presented at the start of the recording (claim mode)")
+    sp.add_argument("--at", metavar="LOCAL-TIME",
+                    help="judge the access rules as if the recording started then, e.g. 2027-01-05T12:00")
     sp = add("embed", _cmd_embed, "eye-region embedding of the largest face in each image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
     sp = add("identify", _cmd_identify, "whom the recogniser takes each image's face for (no liveness)")
@@ -225,6 +257,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="enrol even when the face matches someone enrolled (twins, relatives)")
     sp.add_argument("--card", metavar="NUMBER", help="their card or fob number (claim mode)")
     sp.add_argument("--pin", action="store_true", help="ask for their PIN on the terminal, twice (claim mode)")
+    _access_options(sp)
     sp = add("templates", _cmd_templates,
              "vault administration: list, add, remove, rekey, export, import, pubkey, purge, keygen, "
              "set-card, clear-card, set-pin, clear-pin")
@@ -246,6 +279,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("bundle")
     tsub.add_parser("pubkey", parents=[common], help="this device's public key, for export --to")
     tsub.add_parser("purge", parents=[common], help="remove records past their expiry or retention")
+    t = tsub.add_parser("access", parents=[common], help="change a person's groups or visitor pass")
+    t.add_argument("person", help="person id or name")
+    _access_options(t, change=True)
     t = tsub.add_parser("keygen", parents=[common], help="make an installer's Ed25519 signing key for export")
     t.add_argument("--out", required=True, metavar="FILE")
     t = tsub.add_parser("set-card", parents=[common], help="give a person a card or fob number (claim mode)")
@@ -296,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("diag", _cmd_diag, "technician checks, each ok / warn / fail with a hint")
     sp.add_argument("checks", nargs="*", metavar="CHECK")
     sp.add_argument("--yes", action="store_true", help="allow the relay click test")
+    sp = add("events", _cmd_events, "follow the local event stream: decisions, door changes, alarms")
+    sp.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    add("mqtt", _cmd_mqtt, "the optional MQTT bridge: the event stream to a broker (Home Assistant discovery)")
     sp = add("bench", _cmd_bench, "per-stage timings on the bundled clip")
     sp.add_argument("--video", help="another recording instead of the bundled clip")
     sp.add_argument("--frames", type=int, default=150, help="frames to time (default 150)")

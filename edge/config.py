@@ -212,6 +212,57 @@ class ServiceConfig:
 
 
 @dataclass(frozen=True)
+class AccessConfig:
+    """Who may enter when (edge.access): groups with weekly windows, holidays, the default group."""
+
+    # Dates (or ranges 2027-12-24..2027-12-26) closed to every time-limited group unless it says
+    # site_holidays = false.
+    holidays: list = field(default_factory=list)
+    # The group of people enrolled without --group (and of records from before groups existed).
+    default_group: str = "always"
+    # [access.groups.NAME]: windows = ["Mon-Fri 07:00-19:00", ...], holidays = [...], site_holidays = true
+    groups: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from edge import access
+
+        try:
+            access.check_config(self.holidays, self.default_group, self.groups)
+        except access.RuleError as e:
+            raise ConfigError(str(e)) from None
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    """The local event stream (edge.events): one JSON line per decision, door change and alarm."""
+
+    # A Unix socket, readable by the gate's group; empty: no event stream.
+    socket: str = "/run/maskgate/events.sock"
+    # Put the person's name in decision events (default: only the person id).
+    names: bool = False
+    # This gate's name in the stream and in MQTT topics; empty: the host name.
+    gate: str = check("", lambda v: all(c.isalnum() or c in "_-" for c in v), "letters, digits, _ or -")
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The optional MQTT bridge (``maskgate mqtt``, its own unit): events to a broker, Home Assistant."""
+
+    host: str = ""
+    port: int = check(0, lambda v: 0 <= v <= 65535, "a TCP port (0: 8883 with TLS, 1883 without)")
+    tls: bool = True
+    # CA bundle for the broker's certificate; empty: the system's CAs.
+    ca_file: str = ""
+    # A root-only file with username = "..." and password = "..." (empty: no login).
+    credentials: str = "/etc/maskgate/mqtt.secret"
+    topic_prefix: str = check("maskgate", lambda v: bool(v) and not any(c in v for c in "#+"),
+                              "a topic without # or +")
+    discovery_prefix: str = check("homeassistant", lambda v: bool(v) and not any(c in v for c in "#+"),
+                                  "a topic without # or +")
+    keepalive_s: int = check(60, lambda v: 5 <= v <= 3600, "between 5 and 3600 seconds")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the demo's."""
 
@@ -226,6 +277,9 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     claim: ClaimConfig = field(default_factory=ClaimConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:
@@ -264,7 +318,10 @@ def _build_section(cls: type, name: str, data: Any, origin: str) -> Any:
         rule = fields[key].metadata.get("check")
         if rule and not rule[0](value):
             raise ConfigError(f"{origin}: {name}.{key} must be {rule[1]}, not {value!r}")
-    return cls(**data)
+    try:
+        return cls(**data)
+    except ConfigError as e:  # a section's own cross-key check (__post_init__) names the key
+        raise ConfigError(f"{origin}: {e}") from None
 
 
 def from_dict(data: dict, origin: str = "config") -> Config:

@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 # Root of the files the board/clock checks read (/proc, /sys, /dev); tests point it at a fake tree.
 SYS = Path("/")
 SERVICE = "maskgate.service"
-MIN_YEAR = 2025  # a clock before this was never set (no RTC, no NTP since boot)
 DARK, BRIGHT = 40.0, 220.0  # mean grey level (0-255) outside which faces are hard to see
 TEMP_WARN_C, TEMP_FAIL_C = 70.0, 80.0  # a Pi 4/5 starts to throttle at 80-85 degrees C
 DISK_WARN_MB, DISK_FAIL_MB = 1024, 100
@@ -556,24 +555,37 @@ def _audit_writable(state: Path, log_path: Path) -> str:
 
 # ---- clock ----
 
-def check_clock(ctx: Context) -> Finding:
-    """A sane date (audit entries and vault expiry depend on it) and a real-time clock to keep it."""
-    now = datetime.now(timezone.utc)
-    stamp = now.strftime("%Y-%m-%d %H:%M UTC")
-    rtcs = sorted(p.name for p in (SYS / "sys/class/rtc").glob("rtc*")) or \
-        sorted(p.name for p in (SYS / "dev").glob("rtc[0-9]*"))
-    if now.year < MIN_YEAR:
-        return _fail(f"clock says {stamp}: never set since boot",
-                     "set it (`sudo date -s 'YYYY-MM-DD HH:MM'`), fit an RTC with a battery, or let NTP reach a server")
-    if now.year > 2100:
-        return _fail(f"clock says {stamp}: not plausible", "set the date: `sudo date -s 'YYYY-MM-DD HH:MM'`")
-    if not rtcs:
-        return _warn(f"{stamp}, no real-time clock (/dev/rtc*)",
-                     "without an RTC the date after a power cut comes from NTP only; fit an RTC "
-                     "(Pi 5: battery on J5) or keep a time server reachable")
-    synced = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
-    sync = ", NTP synchronised" if synced and synced.strip() == "yes" else ""
-    return _ok(f"{stamp}, RTC {rtcs[0]}{sync}")
+def clock_sources() -> Any:
+    """The clock's witnesses as this check reads them: under ``SYS`` (a fake tree in tests), and
+    NTP synchronisation as systemd reports it (``timedatectl``), or the gate's own time-source files."""
+    from edge import clock
+
+    def synced() -> bool:
+        out = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
+        if out is not None and out.strip() == "yes":
+            return True
+        return any((SYS / p.relative_to("/")).exists() for p in (clock.TIMESYNC, clock.MARKER))
+
+    rtc = sorted((SYS / "sys/class/rtc").glob("rtc*")) or sorted((SYS / "dev").glob("rtc[0-9]*"))
+    return clock.TimeSources(rtc=lambda: bool(rtc), synced=synced)
+
+
+def check_clock(ctx: Context, sources: Any = None) -> Finding:
+    """A clock the access rules can trust (edge.clock): after the build date, kept by an RTC or a time source."""
+    from edge import clock
+
+    sources = sources or clock_sources()
+    c = clock.Clock(sources)
+    now = datetime.fromtimestamp(sources.wall())
+    stamp = f"{now:%Y-%m-%d %H:%M} local"
+    why = c.untrusted()
+    if why:
+        return _fail(f"{stamp}: {why}", clock.FIX)
+    if sources.rtc():
+        return _ok(f"{stamp}, real-time clock" + (", time source synchronised" if sources.synced() else ""))
+    return _warn(f"{stamp}, time source synchronised but no real-time clock",
+                 "after a power cut without the time source the clock is lost and schedules stop; "
+                 "fit an RTC (Pi 5: battery on J5)")
 
 
 # ---- board ----

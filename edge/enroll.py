@@ -254,8 +254,10 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
 
 def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
                operator: str = "", expires: str | None = None, embedder: Any = None,
-               card: str | None = None, pin: bool = False, allow_look_alike: bool = False) -> int:
-    """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin]``: 0 enrolled,
+               card: str | None = None, pin: bool = False, allow_look_alike: bool = False,
+               groups: list[str] | None = None, valid_from: str | None = None,
+               valid_until: str | None = None) -> int:
+    """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin] [--group G]...``: 0 enrolled,
     1 liveness failed, 2 bad input."""
     if not consent or not consent.strip():
         raise EnrollError("no consent given: --consent must hold the person's consent text or the "
@@ -270,6 +272,9 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     if len(operator) > 200 or not operator.isprintable():
         raise EnrollError("--operator must be at most 200 printable characters (no control characters)")
     until = _parse_expiry(expires)
+    from edge.access import person_rules
+
+    rules = person_rules(cfg.access, groups, valid_from, valid_until)  # a bad group or pass fails now
     for s in sources:
         _classify(s)  # a missing file fails now, before the camera or the model start
     from edge.vault import Vault
@@ -308,11 +313,12 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space,
                     card=card, pin=pin_record,
                     faces=[c.face for c in chosen] if face_model is not None else None,
-                    face_space=face_model.space if face_model is not None else "")
+                    face_space=face_model.space if face_model is not None else "", **rules)
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
            operator=operator, expires=expires, card=card, pin=pin_record is not None,
+           groups=list(rules["groups"]) or None, valid_from=rules["valid_from"], valid_until=rules["valid_until"],
            **({"look_alike": alike["name"]} if alike else {}))
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},

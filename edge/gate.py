@@ -80,7 +80,8 @@ class Gate:
 
     def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
                  challenges: list[str] | None = None, fault: str | None = None,
-                 rng: random.Random | None = None, prompter: Any = None, face_model: Any = None) -> None:
+                 rng: random.Random | None = None, prompter: Any = None, face_model: Any = None,
+                 clock: Any = None) -> None:
         self.cfg = cfg
         self.face_model = face_model   # edge.fusion.FaceModel; None: eye region only
         self.vault = vault          # None when it could not be opened (``fault`` says why)
@@ -101,6 +102,13 @@ class Gate:
         self._last_steps: list[str] | None = None
         self._gallery_src: Any = None
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
+        # Who may enter when (edge.access), judged by a clock the gate can trust (edge.clock).
+        from edge.access import Rules
+        from edge.clock import Clock
+
+        self.rules = Rules(cfg.access)
+        self.clock = clock or Clock()
+        self._clock_alarm: str | None = None
         # The latest decisions (replay's exit status, tests); bounded for a daemon that runs for months.
         self.decisions: deque[dict[str, Any]] = deque(maxlen=64)
         self._incoming: Any = None   # a claim from a reader thread (edge.claim), taken by the next frame
@@ -318,6 +326,20 @@ class Gate:
         return fusion.search(gallery, self._gallery_src, self.vault.face_gallery(self.face_model.space),
                              probes, a.faces, self.face_model, self.embedder, self.cfg.match)
 
+    def _access_refused(self, t: float, person_id: str | None) -> str | None:
+        """Why the access rules keep this recognised person out at this moment (edge.access), or None."""
+        if self.vault is None or person_id is None:
+            return None
+        person = self.vault.find(person_id)
+        untrusted = self.clock.untrusted() if self.rules.needs_clock(person) else None
+        if untrusted != self._clock_alarm and self.rules.needs_clock(person):  # said once per change
+            self.emit(t, "alarm", kind="clock", active=untrusted is not None, detail=untrusted or "trusted")
+            self._clock_alarm = untrusted
+        when = self.clock.local(t)
+        verdict = self.rules.judge(person, when, trusted=untrusted is None)
+        log.info("access rules at %s: %s", f"{when:%a %Y-%m-%d %H:%M}", verdict)
+        return None if verdict.allowed else verdict.reason
+
     # ---- outcomes ----
     def _name(self, person: str | None) -> str | None:
         if person is None or self.vault is None:
@@ -338,6 +360,10 @@ class Gate:
         self.emit(t, "decision", **d)
 
     def _grant(self, t: float, match: Match) -> None:
+        refused = self._access_refused(t, match.person)  # identify and claim mode alike
+        if refused:  # recognised, but not now: no failure towards a lock-out
+            return self._deny(t, refused, score=match.score, count=False, who=self._name(match.person),
+                              person=match.person)
         # The relay first: the audit line (two fsyncs) and the last-seen time (a vault write) come
         # after the door has opened, not between the decision and the resident.
         try:
@@ -345,7 +371,7 @@ class Gate:
         except MaskgateError as e:  # the keeper is unreachable: nobody is let in, and it is said
             return self._deny(t, f"door: {e}", score=match.score, count=False)
         who = self._name(match.person)
-        self._decision(t, True, who, match.score, "recognised and live")
+        self._decision(t, True, who, match.score, "recognised and live", person=match.person)
         self._failures = 0
         self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
         self._indicate("idle")  # under "open" while the relay is on, and after it
@@ -357,9 +383,9 @@ class Gate:
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
     def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
-              **extra: Any) -> None:
+              who: str | None = None, **extra: Any) -> None:
         self._lock_quietly()
-        self._decision(t, False, None, score, reason, **extra)
+        self._decision(t, False, who, score, reason, **extra)
         if count:
             self._failures += 1
         if self._failures >= self.cfg.gate.max_failures:
@@ -424,7 +450,7 @@ class _EventPrompter:
 # ---- wiring for the daemon, replay and demo ----
 
 def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenges: list[str] | None = None,
-          prompter: Any = None) -> Gate:
+          prompter: Any = None, clock: Any = None) -> Gate:
     """A gate on the state directory's vault and the installed model.
 
     A model that will not load or a vault that will not open does not stop the gate: it runs, says
@@ -455,7 +481,7 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         log.error("%s", f)
         emit({"t": 0.0, "event": "error", "reason": f})
     return Gate(cfg, vault, embedder, door, audit, emit, challenges=challenges,
-                fault="; ".join(faults) or None, prompter=prompter, face_model=face_model)
+                fault="; ".join(faults) or None, prompter=prompter, face_model=face_model, clock=clock)
 
 
 def _human(ev: dict[str, Any]) -> str:
@@ -466,6 +492,8 @@ def _human(ev: dict[str, Any]) -> str:
         if ev["granted"]:
             return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']}){claim}"
         score = "" if ev["score"] is None else f" (score {ev['score']})"
+        if ev.get("who"):  # recognised, refused by the access rules
+            score = f" ({ev['who']}, score {ev['score']})"
         return f"{t} access denied: {ev['reason']}{score}{claim}"
     rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
     return f"{t} {ev['event']} {rest}".rstrip()
@@ -482,10 +510,12 @@ def printer(out: Any) -> Emit:
 
 
 def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           claim: str | None = None) -> int:
+           claim: str | None = None, at: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
 
     ``claim``: a card number presented at the start of the recording (match.mode claim / either).
+    ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
+    clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
 
     Exit 1 when the recording ended in denials only (access denied), else 0.
     """
@@ -505,7 +535,10 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
-    gate = build(cfg, state, door, audit, emit, challenges=challenges)
+    from edge.clock import FixedClock
+
+    gate = build(cfg, state, door, audit, emit, challenges=challenges,
+                 clock=FixedClock(at) if at is not None else None)
     if card is not None:
         gate.present(card)
     try:

@@ -374,8 +374,28 @@ class KeeperDoor:
         except DoorError as e:
             return {"relay": "unknown (keeper unreachable)", "error": str(e)}
 
-    def on_event(self, callback: Any) -> None:
-        """Door events are the keeper's to record (it writes them to the audit log itself)."""
+    def on_event(self, callback: Any, every_s: float = 0.5) -> None:
+        """Door changes (lock, contact, alarms) as events, for the local event stream. The keeper
+        records them in the audit log itself; here a watcher on a connection of its own asks the
+        keeper's status every ``every_s`` and reports what changed, so the gate's requests never wait
+        on it and nothing in the keeper has to know about readers."""
+        def watch() -> None:
+            last: dict[str, Any] = {}
+            try:
+                mirror = KeeperDoor(self.path, self.timeout)
+            except DoorError as e:
+                log.warning("door events: %s", e)
+                return
+            while not self._closed:
+                st = mirror.status()
+                if "locked" in st:
+                    for ev in _changes(last, st):
+                        callback(ev)
+                    last = st
+                time.sleep(every_s)
+            mirror._drop()
+
+        threading.Thread(target=watch, name="keeper-door-events", daemon=True).start()
 
     @property
     def relay_on(self) -> bool:
@@ -391,6 +411,22 @@ class KeeperDoor:
         with self._lock:
             self._drop()
             self._closed = True
+
+
+def _changes(last: dict[str, Any], now: dict[str, Any]) -> list[dict[str, Any]]:
+    """Door events for what differs between two keeper status replies (nothing on the first)."""
+    if not last:
+        return []
+    out: list[dict[str, Any]] = []
+    if now["locked"] != last.get("locked"):
+        out.append({"event": "door", "action": "lock"} if now["locked"] else
+                   {"event": "door", "action": "unlock", "by": now.get("unlocked_by") or "keeper"})
+    if now.get("contact") != last.get("contact"):
+        out.append({"event": "door", "action": "contact", "open": now.get("contact") == "open"})
+    before, after = set(last.get("alarms", ())), set(now.get("alarms", ()))
+    out += [{"event": "alarm", "alarm": a, "active": True} for a in sorted(after - before)]
+    out += [{"event": "alarm", "alarm": a, "active": False} for a in sorted(before - after)]
+    return out
 
 
 def connect(cfg: Config, state: Path, config_path: str | None, wait_s: float = 15.0) -> KeeperDoor:

@@ -157,6 +157,21 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
     return None
 
 
+def _event_stream(cfg: Config, door: Door) -> Any:
+    """The local event stream (edge.events), fed by the door; None when off or it cannot be served."""
+    from edge import events
+
+    stream = events.serve(cfg.events, snapshot=events.door_snapshot(door))
+    if stream is not None:
+        door.on_event(stream.publish)
+    return stream
+
+
+def _log_and_publish(ev: dict[str, Any], stream: Any) -> None:
+    """A gate event: to the journal, and to the event stream's readers."""
+    log.info("%s", json.dumps(ev, separators=(",", ":")))
+    if stream is not None and ev.get("event") != "door":  # door changes come from the door itself
+        stream.publish(ev)
 def _open_claim_reader(cfg: Config, gate: Any, audit: AuditLog) -> Any:
     """The card reader or keypad of ``[claim]`` feeding the gate, or None. One that will not open
     is logged and audited, not fatal: the gate still runs (in claim mode it then lets nobody in)."""
@@ -238,6 +253,7 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
     previous = install_signal_handlers(stop)  # before anything slow: a stop during start-up counts
     door: Any = None
     audit: AuditLog | None = None
+    stream: Any = None
     try:
         notifier.status("starting")
         _install_privacy()
@@ -250,12 +266,12 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
 
         door = keeper.connect(cfg, state, config_path)
         install_signal_handlers(stop, door)  # now the handler can drive the relay off first
+        stream = _event_stream(cfg, door)  # door changes: the keeper's, watched through its status
         from edge.vision.landmarks import Landmarker
 
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
-            gate = _make_gate(cfg, state, door, audit,
-                              lambda ev: log.info("%s", json.dumps(ev, separators=(",", ":"))))
+            gate = _make_gate(cfg, state, door, audit, lambda ev: _log_and_publish(ev, stream))
             reader = _open_claim_reader(cfg, gate, audit)
             notifier.ready("door locked; opening the camera" if gate is not None
                            else "door locked; no decisions (see the log)")
@@ -277,6 +293,8 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
         try:
             if door is not None:
                 door.close()
+            if stream is not None:
+                stream.close()
         finally:
             if audit is not None:  # "off": close() returned, so the relay pin was driven off
                 audit.append("service", action="stop", relay="off" if door is None or door.closed else "unknown")

@@ -176,6 +176,11 @@ class Person:
     expires: float | None = None
     card: str | None = None     # claim mode (edge.claim): the card or fob number, canonical form
     pin: bool = False           # whether a PIN is set (its hash stays in the record, never shown)
+    # Access rules (edge.access): groups (none: [access] default_group) and a visitor pass, local
+    # date-and-time text kept exactly as the operator gave it.
+    groups: tuple[str, ...] = ()
+    valid_from: str | None = None
+    valid_until: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,7 +223,27 @@ def _opt_time(obj: dict, key: str, what: str) -> float | None:
 
 def _person_to_json(p: Person) -> dict:
     return {"id": p.id, "name": p.name, "n": p.templates, "created": p.created, "last_seen": p.last_seen,
-            "expires": p.expires, "consent": dataclasses.asdict(p.consent), "card": p.card}
+            "expires": p.expires, "consent": dataclasses.asdict(p.consent), "card": p.card,
+            **_access_to_json(p)}
+
+
+def _access_to_json(p: Person) -> dict:
+    """Groups and pass, only when set (a record without them reads as before: the default group)."""
+    extra: dict[str, Any] = {"groups": list(p.groups)} if p.groups else {}
+    extra.update({k: getattr(p, k) for k in ("valid_from", "valid_until") if getattr(p, k)})
+    return extra
+
+
+def _access_from_json(obj: dict, what: str) -> dict:
+    groups = obj.get("groups", [])
+    if not isinstance(groups, list) or len(groups) > 64 or not all(isinstance(g, str) and len(g) <= 64
+                                                                    for g in groups):
+        raise VaultError(f"body malformed: {what} has bad 'groups'")
+    out: dict[str, Any] = {"groups": tuple(groups)}
+    for key in ("valid_from", "valid_until"):
+        if obj.get(key) is not None:
+            out[key] = _field(obj, key, str, what)
+    return out
 
 
 _PIN_RE = re.compile(r"[0-9a-f]{32}:[0-9a-f]{64}")
@@ -250,7 +275,8 @@ def _person_from_json(obj: Any, i: int) -> Person:
                       _field(c, "operator", str, what + " consent"))
     return Person(pid, _field(obj, "name", str, what), n, consent,
                   _time(obj, "created", what),
-                  _opt_time(obj, "last_seen", what), _opt_time(obj, "expires", what))
+                  _opt_time(obj, "last_seen", what), _opt_time(obj, "expires", what),
+                  **_access_from_json(obj, what))
 
 
 def encode_records(records: list[_Record], dim: int, space: str = "") -> bytes:
@@ -680,13 +706,14 @@ class Vault:
     def add(self, name: str, templates: list[np.ndarray], consent: str, operator: str = "",
             expires: float | None = None, space: str = "", card: str | None = None,
             pin: str | None = None, faces: list[np.ndarray | None] | None = None,
-            face_space: str = "") -> str:
+            face_space: str = "", groups: tuple[str, ...] = (), valid_from: str | None = None,
+            valid_until: str | None = None) -> str:
         """Enrol one person from plain (unit) embeddings of embedder ``space``; returns the new id.
 
         ``card``: a canonical card number (refused when someone else holds it); ``pin``: a PIN record
         (:meth:`pin_record`), never the PIN. ``faces``: the whole-face embedding of each template photo
         (None where it had none, e.g. a covered lower face) by face embedder ``face_space``; omitted:
-        eye only."""
+        eye only. ``groups``, ``valid_from``, ``valid_until``: access rules (edge.access, already checked)."""
         if not consent or not consent.strip():
             raise VaultError("no consent recorded: give the person's consent text (or form reference)")
         if not templates:
@@ -717,7 +744,8 @@ class Vault:
             pid = "p-" + secrets.token_hex(8)
             self._dim = rows.shape[1]
             self._records[pid] = _Record(Person(pid, name, len(rows), Consent(consent.strip(), now, operator),
-                                                now, None, expires, card, pin is not None), rows, pin,
+                                                now, None, expires, card, pin is not None, tuple(groups),
+                                                valid_from, valid_until), rows, pin,
                                          face=None if face_rows is None else self.protect_face(face_rows),
                                          face_space=face_space if face_rows is not None else "")
             return pid
@@ -733,6 +761,15 @@ class Vault:
             del self._records[p.id]
             self._seen.pop(p.id, None)
             return p
+
+        return self._mutate(change)
+
+    def set_access(self, person: str, **changes: Any) -> Person:
+        """Change a person's ``groups``, ``valid_from`` or ``valid_until`` (already checked by edge.access)."""
+        def change() -> Person:
+            rec = self._records[self.find(person).id]
+            rec.person = dataclasses.replace(rec.person, **changes)
+            return rec.person
 
         return self._mutate(change)
 
@@ -1116,12 +1153,16 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         record(state, cfg.audit, event, **fields)
 
     if action == "list":
+        from edge.access import describe
+
         people = vault.people()
         for p in people:
-            out.event({**p.to_dict(), "expires_on": _last_day(p.expires)},
+            rules = describe(p, cfg.access)
+            out.event({**p.to_dict(), "expires_on": _last_day(p.expires), **rules},
                       f"{p.id}  {p.name or '-':20s} templates={p.templates} "
                       f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
                       f"expires={_last_day(p.expires) or '-'} card={p.card or '-'} pin={'set' if p.pin else '-'} "
+                      f"groups={','.join(rules['groups'])} valid={rules['valid']} "
                       f"consent={p.consent.text[:40]!r}")
         out.text(f"{len(people)} people, key {vault.key_id}")
         return 0
@@ -1165,4 +1206,8 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         out.event({"purged": [p.id for p in gone]},
                   f"purged {len(gone)} people" + "".join(f"\n  {p.id} {p.name}" for p in gone))
         return 0
+    if action == "access":
+        from edge.access import templates_access
+
+        return templates_access(vault, cfg.access, args, out, audit)
     raise VaultError(f"unknown templates action {action!r}")

@@ -81,6 +81,8 @@ run install -m 644 "$repo/systemd/maskgate.service" "$repo/systemd/maskgate-keep
 run install -m 755 "$repo/scripts/maskgate-usb" /usr/local/sbin/maskgate-usb
 run install -m 644 "$repo/systemd/maskgate-usb@.service" /etc/systemd/system/
 run install -m 644 "$repo/systemd/80-maskgate-usb.rules" /etc/udev/rules.d/
+# The MQTT bridge is installed but never enabled here: off, nothing leaves the device (PRIVACY.md).
+run install -m 644 "$repo/systemd/maskgate-mqtt.service" /etc/systemd/system/
 run systemctl daemon-reload
 [ "$dry" = 1 ] || udevadm control --reload 2>/dev/null || true
 run systemctl enable maskgate-firstboot.service maskgate-keeper.service maskgate.service maskgate-purge.timer

@@ -19,7 +19,7 @@ import pytest
 from conftest import FIXTURES, ROOT
 
 UNITS = ("maskgate.service", "maskgate-keeper.service", "maskgate-firstboot.service", "maskgate-purge.service",
-         "maskgate-purge.timer", "maskgate-usb@.service")
+         "maskgate-purge.timer", "maskgate-usb@.service", "maskgate-mqtt.service")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze missing (apt-get install systemd)")
 
@@ -187,3 +187,27 @@ def test_usb_unit_sandboxed_like_the_others(tmp_path: Path) -> None:
     script = (ROOT / "scripts/maskgate-usb").read_text()
     assert "opts=ro," in script and "--check-request" in script and "remount,rw" in script
     assert script.index("--check-request") < script.index("remount,rw")   # read-only until a valid request
+def test_only_the_mqtt_bridge_may_reach_the_network_and_only_its_broker() -> None:
+    """The gate's units keep IPAddressDeny=any and no IP address family; the bridge's unit denies
+    every address but the ones allowed (loopback as shipped, the broker added by the installer), runs
+    `maskgate mqtt`, and install.sh installs it without enabling it (off by default)."""
+    for name in ("maskgate.service", "maskgate-purge.service"):
+        lines = unit_text(name).splitlines()
+        assert "IPAddressDeny=any" in lines and "RestrictAddressFamilies=AF_UNIX" in lines, name
+        assert not any(x.startswith("IPAddressAllow=") for x in lines), name
+    lines = unit_text("maskgate-mqtt.service").splitlines()
+    assert "IPAddressDeny=any" in lines and "IPAddressAllow=localhost" in lines
+    assert "LoadCredential=mqtt:/etc/maskgate/mqtt.secret" in lines and "DynamicUser=yes" in lines
+    assert "InaccessiblePaths=-/var/lib/maskgate" in lines
+    from edge.cli import _parser
+    exe, *argv = next(x for x in lines if x.startswith("ExecStart=")).split("=", 1)[1].split()
+    assert exe == "/opt/maskgate/venv/bin/maskgate" and _parser().parse_args(argv).command == "mqtt"
+    install = (ROOT / "scripts/install.sh").read_text()
+    assert "systemd/maskgate-mqtt.service" in install
+    assert not re.search(r"enable[^\n]*maskgate-mqtt", install)
+
+
+@needs_analyze
+def test_mqtt_bridge_exposure(tmp_path: Path) -> None:
+    score, report = security(ROOT / "systemd/maskgate-mqtt.service")
+    assert score <= 2.5, report
