@@ -94,6 +94,12 @@ class LivenessConfig:
     # Real people asked to turn reach 17-23 degrees of yaw (LivePortrait clips); 20 would fail many.
     turn_threshold_deg: float = check(15.0, lambda v: 5 <= v <= 60, "between 5 and 60 degrees")
     prompt: str = check("log", lambda v: v in ("log", "window", "led"), "one of log, window, led")
+    # A turn step's whole time: a slow, held real turn (up 1.7 s, held 1.2 s, back by 4.4 s) needs more
+    # than step_timeout_s, which still bounds a blink.
+    turn_timeout_s: float = check(6.0, _positive, "a positive number of seconds")
+    # Every sequence drawn holds a blink (when blink is among the challenges): a print bent round a
+    # cylinder and turned by hand can show the parallax of a turn, but no print can blink.
+    require_blink: bool = True
 
 
 @dataclass(frozen=True)
