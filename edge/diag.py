@@ -651,6 +651,20 @@ def check_service(ctx: Context) -> Finding:
     return _ok(detail)
 
 
+def check_display(ctx: Context) -> Finding:
+    """The resident's screen and the challenge prompt can be drawn (edge.display.check)."""
+    from edge.display.check import check_display as check
+
+    return Finding(*check(ctx.cfg))
+
+
+def check_sound(ctx: Context) -> Finding:
+    """Sounds can play: aplay and an ALSA card (edge.display.check)."""
+    from edge.display.check import check_sound as check
+
+    return Finding(*check(ctx.cfg))
+
+
 CHECKS: dict[str, Callable[[Context], Finding]] = {
     "camera": check_camera,
     "models": check_models,
@@ -661,6 +675,8 @@ CHECKS: dict[str, Callable[[Context], Finding]] = {
     "board": check_board,
     "disk": check_disk,
     "service": check_service,
+    "display": check_display,
+    "sound": check_sound,
 }
 
 

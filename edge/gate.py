@@ -77,6 +77,8 @@ class _Approach:
 class Gate:
     """The decision state machine; feed it every frame with the faces found in it."""
 
+    follower: Any = None   # edge.display.follow.Follower: the screen and sounds, told every event and frame
+
     def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
                  challenges: list[str] | None = None, fault: str | None = None,
                  rng: random.Random | None = None, prompter: Any = None) -> None:
@@ -106,6 +108,8 @@ class Gate:
     def emit(self, t: float, event: str, **fields: Any) -> None:
         line = {"t": round(t, 3), "event": event, **fields}
         self._emit(line)
+        if self.follower is not None:
+            self.follower.event(line)
         # Door events reach the audit log from the door itself (service.audit_door_events).
         if self.audit is not None and event in ("decision", "alarm", "error", "liveness"):
             try:
@@ -126,6 +130,8 @@ class Gate:
             self.emit(frame.t, "error", reason=reason)
             if self._approach is not None:
                 self._deny(frame.t, reason, count=False)
+        if self.follower is not None:
+            self.follower.frame(frame.t, faces, self.state, frame.image)
 
     def _step(self, frame: Frame, faces: list[Face]) -> None:
         t = frame.t
@@ -387,7 +393,8 @@ def printer(out: Any) -> Emit:
     return emit
 
 
-def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None) -> int:
+def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
+           display: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
 
     Exit 1 when the recording ended in denials only (access denied), else 0.
@@ -397,13 +404,17 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     from edge.door import open_door
     from edge.service import audit_door_events
 
-    source = ReplaySource(video, realtime=False)
+    source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
     emit = printer(out)
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
     gate = build(cfg, state, door, audit, emit, challenges=challenges)
+    if display is not None:
+        from edge.display.follow import attach
+
+        attach(gate, cfg, door, display)
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
@@ -421,7 +432,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     return 0 if any(d["granted"] for d in gate.decisions) else 1
 
 
-def demo(cfg: Config, out: Any) -> int:
+def demo(cfg: Config, out: Any, display: Any = None) -> int:
     """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink).
 
     Exit 0 on the expected grant, 1 if the demo person was denied (then the install is not right).
@@ -438,7 +449,7 @@ def demo(cfg: Config, out: Any) -> int:
         enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
                           state, _Quiet(out), operator="maskgate demo")
         out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
-        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"])
+        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"], display=display)
 
 
 class _Quiet:

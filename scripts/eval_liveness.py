@@ -288,9 +288,9 @@ def attack_frames(photo: np.ndarray, kind: str, challenge: str, seed: int) -> li
             else:
                 pitch = 50 * bump if seed % 2 else -50 * bump
         elif kind in ("curled", "bent", "rolled"):
-            # An adaptive attacker with a print bent round a vertical cylinder: turns it the asked way
-            # (slowly, holding it turned, then back, as the prompt asks of a person), at an angle of
-            # their own choosing; for a blink, rocks it both ways and flexes it.
+            # An adaptive attacker with a print bent round a vertical cylinder: turns it (slowly,
+            # holding it turned, then back, as the prompt asks of a person), at an angle of their own
+            # choosing, the asked way or against it; for a blink, rocks it both ways and flexes it.
             radii = {"bent": BENT_RADII, "rolled": ROLLED_RADII}.get(kind, (0.45,) + BENT_RADII[:1] + ROLLED_RADII[1:2])
             curl = radii[seed % len(radii)]
             hold = min(1.0, max(0.0, (t - act0) / 0.9)) if t < act1 + 0.6 else \
@@ -298,7 +298,9 @@ def attack_frames(photo: np.ndarray, kind: str, challenge: str, seed: int) -> li
             amp = 30 + 25 * ((seed * 7919) % 100) / 100          # 30-55 degrees
             tilt = ((seed * 104729) % 21) - 10                   # the sheet held up to 10 deg off vertical
             if side:
-                yaw = amp * hold * side
+                # A curled sheet turned one way reads to the face mesh as a face turned the other way;
+                # an attacker who has learnt this turns it against the prompt (every other clip).
+                yaw = amp * hold * side * (-1 if seed % 2 else 1)
             else:
                 yaw = 25 * math.sin(2 * math.pi * max(0.0, t - act0) / 1.6) * hold
                 curl *= 1 + 0.5 * bump                          # flexed tighter, as if to move the eyes

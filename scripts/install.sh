@@ -43,7 +43,7 @@ fi
 say "platform: $platform"
 
 # ---- OS packages
-apt=(python3 python3-venv)
+apt=(python3 python3-venv fonts-wqy-microhei alsa-utils)   # the screen's Chinese font; aplay
 [ "$platform" = pi ] && apt+=(python3-picamera2 python3-libcamera python3-lgpio)
 run apt-get update -q
 run apt-get install -y -q --no-install-recommends "${apt[@]}"
