@@ -155,10 +155,10 @@ class Renderer:
             head = int(r * 1.1)
             d.polygon([(tip + sgn * r // 3, cy), (tip - sgn * head, cy - int(r * 0.8)),
                        (tip - sgn * head, cy + int(r * 0.8))], fill=c)
-        elif k == "challenge":   # an eye, half shut
+        elif k == "challenge":   # an eye
             pts_top = [(cx + int(1.6 * r * math.cos(a)), cy - int(0.8 * r * math.sin(a)))
                        for a in np.linspace(0, math.pi, 24)]
-            pts_bot = [(cx + int(1.6 * r * math.cos(a)), cy + int(0.8 * r * math.sin(a)))
+            pts_bot = [(cx + int(1.6 * r * math.cos(a)), cy - int(0.8 * r * math.sin(a)))
                        for a in np.linspace(math.pi, 2 * math.pi, 24)]
             d.line(pts_top + pts_bot + pts_top[:1], fill=c, width=lw, joint="curve")
             d.ellipse((cx - r // 2, cy - r // 2, cx + r // 2, cy + r // 2), fill=c)
