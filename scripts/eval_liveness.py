@@ -357,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None, help="override liveness.turn_threshold_deg")
     ap.add_argument("--attacks", default=",".join(ATTACKS), help="comma-separated attack types to run")
     ap.add_argument("--no-genuine", action="store_true", help="attacks only (no genuine or replay figures)")
+    ap.add_argument("--clips", default="", help="comma-separated genuine clips only (default: every annotated clip)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     cfg = LivenessConfig() if args.threshold is None else LivenessConfig(turn_threshold_deg=args.threshold)
@@ -385,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
                 k += 1
     if args.no_genuine:
         clips, acts = [], []
+    elif args.clips:
+        clips = [c for c in clips if c in args.clips.split(",")]
+        acts = [a for a in acts if a["clip"] in clips]
 
     with mp.Pool(args.workers) as pool:
         genuine_async = [pool.apply_async(genuine_and_replay, (c, [a for a in acts if a["clip"] == c], cfg,
