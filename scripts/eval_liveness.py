@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"APCER {kind:8s} {ch:10s} {apcer:6.1%}  ({len(rows)} clips, {no_face} never showed a face; "
                  f"{'; '.join(sorted({r['reason'] for r in rows}))})")
     emit({"metric": "APCER_max", "value": worst, "clips": len(attacks)},
-         f"APCER worst type/challenge: {worst:.1%} over {len(attacks)} attack clips")
+         f"APCER worst type/challenge, one step alone: {worst:.1%} over {len(attacks)} attack clips")
     # What the gate asks is a whole sequence; an attack passes it only if it passes every step, so the
     # worst step of a sequence bounds it from above. The headline for the gate is the worst sequence
     # it can draw (only those with a blink, when liveness.require_blink).
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
                 seq_worst, seq_at = bound, (kind, seq)
     emit({"metric": "APCER_sequence_max", "value": seq_worst, "worst": seq_at and [seq_at[0], list(seq_at[1])],
           "sequences": len(sequences(cfg))},
-         f"APCER worst drawable sequence (upper bound, min over its steps): {seq_worst:.1%} "
+         f"APCER of the gate, worst sequence it can draw (upper bound, min over its steps): {seq_worst:.1%} "
          f"({len(sequences(cfg))} sequences drawable)")
     for r in attacks:
         if r["passed"]:

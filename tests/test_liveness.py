@@ -323,9 +323,14 @@ def test_eval_quick_reports_iso_figures() -> None:
     metrics = {r["metric"]: r for r in rows if "metric" in r}
     apcer = [r for r in rows if r.get("metric") == "APCER"]
     assert len(apcer) == 10 * 3
-    assert metrics["APCER_max"]["value"] == 0.0
+    # The gate's question: no sequence it can draw is passed by any attack (every one holds a blink,
+    # and no attack passes a blink). A curled print turned by hand may pass a turn on its own; nothing
+    # else may.
+    assert metrics["APCER_sequence_max"]["value"] == 0.0
+    assert all(r["value"] == 0.0 for r in apcer if r["challenge"] == "blink")
+    assert all(r["value"] == 0.0 for r in apcer if r["attack"] not in ("curled", "bent", "rolled")), \
+        [r for r in apcer if r["value"]]
     assert metrics["BPCER"]["value"] <= 0.05
     assert metrics["latency_median_s"]["value"] < 0.5
     assert 0 <= metrics["replay_pass"]["measured"] <= 1 and metrics["replay_pass"]["by_design"] == 1 / 5
-    assert metrics["APCER_sequence_max"]["value"] == 0.0
     assert metrics["BPCER_slow_turn"]["attempts"] > 0 and metrics["BPCER_slow_turn"]["value"] == 0.0
