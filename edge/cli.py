@@ -67,7 +67,8 @@ def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
-    return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge)
+    return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge,
+                       claim=args.claim)
 
 
 def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -86,7 +87,7 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
     from edge import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
-                             operator=args.operator, expires=args.expires)
+                             operator=args.operator, expires=args.expires, card=args.card, pin=args.pin)
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -149,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("video")
     sp.add_argument("--challenge", nargs="+", choices=CHALLENGES, metavar="NAME",
                     help="the challenge sequence to ask (a recording can only answer what it shows)")
+    sp.add_argument("--claim", metavar="NUMBER", help="a card presented at the start of the recording (claim mode)")
     sp = add("embed", _cmd_embed, "eye-region embedding of the largest face in each image")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
     sp = add("liveness", _cmd_liveness, "judge one challenge on a recorded video")
@@ -162,8 +164,11 @@ def _parser() -> argparse.ArgumentParser:
                     help="the person's recorded consent (text or a reference to the signed form)")
     sp.add_argument("--operator", default="", help="who enrolled them (kept in the consent record)")
     sp.add_argument("--expires", metavar="YYYY-MM-DD", help="the day their access ends (then purged)")
+    sp.add_argument("--card", metavar="NUMBER", help="their card or fob number (claim mode)")
+    sp.add_argument("--pin", action="store_true", help="ask for their PIN on the terminal, twice (claim mode)")
     sp = add("templates", _cmd_templates,
-             "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen")
+             "vault administration: list, remove, rekey, export, import, pubkey, purge, keygen, "
+             "set-card, clear-card, set-pin, clear-pin")
     tsub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     tsub.add_parser("list", parents=[common], help="people enrolled (no embeddings shown)")
     t = tsub.add_parser("remove", parents=[common], help="remove a person for good")
@@ -179,6 +184,14 @@ def _parser() -> argparse.ArgumentParser:
     tsub.add_parser("purge", parents=[common], help="remove records past their expiry or retention")
     t = tsub.add_parser("keygen", parents=[common], help="make an installer's Ed25519 signing key for export")
     t.add_argument("--out", required=True, metavar="FILE")
+    t = tsub.add_parser("set-card", parents=[common], help="give a person a card or fob number (claim mode)")
+    t.add_argument("person", help="person id or name")
+    t.add_argument("number", help="the card number (as the reader sends it, or facility,card)")
+    for action, what in (("clear-card", "take a person's card number away"),
+                         ("set-pin", "set a person's PIN, asked twice on the terminal"),
+                         ("clear-pin", "take a person's PIN away")):
+        t = tsub.add_parser(action, parents=[common], help=what)
+        t.add_argument("person", help="person id or name")
     sp = add("audit", _cmd_audit, "the tamper-evident event log")
     asub = sp.add_subparsers(dest="action", metavar="ACTION", required=True)
     asub.add_parser("verify", parents=[common], help="check the hash chain")

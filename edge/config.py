@@ -121,6 +121,26 @@ class MatchConfig:
     threshold: float = check(0.0, lambda v: 0 <= v < 1, "between 0 and 1 (0: use the manifest's)")
     stranger_rate: float = check(1e-3, lambda v: 0 < v < 1, "between 0 and 1, e.g. 0.001")
     frames: int = check(3, lambda v: 1 <= v <= 30, "between 1 and 30")
+    # identify: the face alone, 1:N. claim: a card or PIN names the person and the face is compared
+    # with that person only (no claim, no entry). either: a claim when one is presented, else identify.
+    mode: str = check("identify", lambda v: v in ("identify", "claim", "either"), "one of identify, claim, either")
+
+
+@dataclass(frozen=True)
+class ClaimConfig:
+    """The credential reader of ``[match] mode = "claim"`` / ``"either"`` (edge.claim, edge.wiegand)."""
+
+    # none; keyboard: a USB card reader or keypad that types (evdev); wiegand: D0/D1 on two GPIO
+    # inputs of [door] backend / gpiochip.
+    reader: str = check("none", lambda v: v in ("none", "keyboard", "wiegand"), "one of none, keyboard, wiegand")
+    # keyboard: /dev/input/by-id/...-event-kbd (a stable path), /dev/input/eventN, or part of the device's name.
+    device: str = ""
+    wiegand_d0_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    wiegand_d1_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    # Silence that ends a Wiegand frame (readers send a bit every 1-2 ms, frames at least 50 ms apart).
+    wiegand_gap_ms: float = check(25.0, lambda v: 5 <= v <= 200, "between 5 and 200 milliseconds")
+    # A card or PIN waits this long for its face; then it is forgotten.
+    timeout_s: float = check(20.0, lambda v: 1 <= v <= 300, "between 1 and 300 seconds")
 
 
 @dataclass(frozen=True)
@@ -237,6 +257,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     display: DisplayConfig = field(default_factory=DisplayConfig)
     sound: SoundConfig = field(default_factory=SoundConfig)
+    claim: ClaimConfig = field(default_factory=ClaimConfig)
 
 
 def _type_ok(value: Any, hint: Any) -> bool:

@@ -228,8 +228,10 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any) -> tuple[l
 
 
 def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
-               operator: str = "", expires: str | None = None, embedder: Any = None) -> int:
-    """``maskgate enroll NAME --from SOURCE... --consent TEXT``: 0 enrolled, 1 liveness failed, 2 bad input."""
+               operator: str = "", expires: str | None = None, embedder: Any = None,
+               card: str | None = None, pin: bool = False) -> int:
+    """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin]``: 0 enrolled,
+    1 liveness failed, 2 bad input."""
     if not consent or not consent.strip():
         raise EnrollError("no consent given: --consent must hold the person's consent text or the "
                           "reference of their signed form; nobody is enrolled without it")
@@ -245,6 +247,7 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
     if any(p.name == name for p in vault.people()):
         raise EnrollError(f"{name!r} is already enrolled; remove them first (maskgate templates remove) "
                           "or choose another name")
+    card, pin_record = _credentials(vault, name, card, pin)  # before the camera: fail fast, ask once
     if embedder is None:
         from edge.embed import Embedder
 
@@ -262,11 +265,12 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
-    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space)
+    pid = vault.add(name, [c.embedding for c in chosen], consent, operator, until, space=embedder.space,
+                    card=card, pin=pin_record)
     from edge.audit import record
 
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
-           operator=operator, expires=expires)
+           operator=operator, expires=expires, card=card, pin=pin_record is not None)
     alike = look_alike(vault, pid, [c.embedding for c in chosen], cfg, embedder)
     out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
                "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
@@ -276,6 +280,20 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
                  f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
                  "person under two names, remove one (maskgate templates remove)")
     return 0
+
+
+def _credentials(vault: Any, name: str, card: str | None, pin: bool) -> tuple[str | None, str | None]:
+    """``--card`` checked (a number, nobody else's) and ``--pin`` asked twice and hashed."""
+    from edge.claim.admin import ask_pin
+    from edge.claim.credentials import normalise_card
+
+    if card is not None:
+        card = normalise_card(card)
+        holder = vault.card_holder(card)
+        if holder is not None:
+            raise EnrollError(f"card {card} is already {holder.name or holder.id}'s "
+                              "(maskgate templates clear-card first)")
+    return card, (vault.pin_record(ask_pin(name)) if pin else None)
 
 
 def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, embedder: Any) -> dict | None:

@@ -103,6 +103,48 @@ class Gate:
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
         # The latest decisions (replay's exit status, tests); bounded for a daemon that runs for months.
         self.decisions: deque[dict[str, Any]] = deque(maxlen=64)
+        self._incoming: Any = None   # a claim from a reader thread (edge.claim), taken by the next frame
+        self._claim: Any = None      # the claim waiting for (or used by) the current approach
+        self._claim_t = 0.0
+
+    # ---- claims (match.mode = claim / either) ----
+    def present(self, claim: Any) -> None:
+        """A card or PIN from a reader; safe to call from any thread (the next frame takes it)."""
+        self._incoming = claim
+
+    def _take_claim(self, t: float) -> None:
+        claim, self._incoming = self._incoming, None
+        if claim is not None:
+            ignored = ("match.mode = identify" if self.cfg.match.mode == "identify"
+                       else "locked out" if self.state == "lockout" and t < self._until else None)
+            self.emit(t, "claim", claim=claim.describe(), source=claim.source,
+                      **({"ignored": ignored} if ignored else {}))
+            if not ignored:
+                self._claim, self._claim_t = claim, t
+        elif self._claim is not None and self.state in ("idle", "cooldown") \
+                and t - self._claim_t > self.cfg.claim.timeout_s:
+            self.emit(t, "claim", claim=self._claim.describe(), expired=True)
+            self._claim = None
+
+    def _claim_mode(self) -> bool:
+        mode = self.cfg.match.mode
+        return mode == "claim" or (mode == "either" and self._claim is not None)
+
+    def _verify_claim(self, t: float, a: _Approach, same: float) -> None:
+        """The face against the claimed person only (edge.claim.judge), at the one-person threshold."""
+        from edge import claim as claims
+
+        j = claims.judge(self._claim, self.vault, np.stack(a.before + a.after), self.embedder,
+                         self.cfg.match, self._name)
+        if j.match is not None:
+            self.emit(t, "match", who=self._name(j.match.person), score=round(j.match.score, 3),
+                      threshold=round(j.threshold, 3), claimed=j.claimed, agreement=round(same, 3))
+        if same < AGREEMENT_MIN:
+            return self._deny(t, f"the face after the challenge is not the one before it ({same:.2f})")
+        if j.reason is not None:
+            return self._deny(t, j.reason, score=j.match.score if j.match else None,
+                              **({"claimed": j.claimed} if j.claimed else {}))
+        self._grant(t, j.match)
 
     # ---- events ----
     def emit(self, t: float, event: str, **fields: Any) -> None:
@@ -135,6 +177,7 @@ class Gate:
 
     def _step(self, frame: Frame, faces: list[Face]) -> None:
         t = frame.t
+        self._take_claim(t)
         if self.state in ("cooldown", "lockout"):
             if t < self._until:
                 return
@@ -249,6 +292,8 @@ class Gate:
         if fault:
             return self._deny(t, f"template vault unreadable: {fault}")
         same = cosine(np.mean(a.before, axis=0), np.mean(a.after, axis=0))
+        if self._claim_mode():
+            return self._verify_claim(t, a, same)
         match: Match = gallery.search(np.stack(a.before + a.after))
         self.emit(t, "match", who=self._name(match.person), score=round(match.score, 3),
                   runner_up=round(match.runner_up, 3), agreement=round(same, 3))
@@ -268,9 +313,13 @@ class Gate:
         except Exception:
             return person
 
-    def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str) -> None:
+    def _decision(self, t: float, granted: bool, who: str | None, score: float | None, reason: str,
+                  **extra: Any) -> None:
         d = {"granted": granted, "who": who, "score": None if score is None else round(score, 3),
-             "reason": reason}
+             "reason": reason, **extra}
+        if self._claim is not None:  # one claim, one decision
+            d["claim"] = self._claim.describe()
+            self._claim = None
         self.decisions.append({"t": t, **d})
         self.emit(t, "decision", **d)
 
@@ -287,9 +336,10 @@ class Gate:
         self.emit(t, "door", action="unlock", by="grant", open_s=self.cfg.door.open_s)
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
 
-    def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True) -> None:
+    def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
+              **extra: Any) -> None:
         self._lock_quietly()
-        self._decision(t, False, None, score, reason)
+        self._decision(t, False, None, score, reason, **extra)
         if count:
             self._failures += 1
         if self._failures >= self.cfg.gate.max_failures:
@@ -375,10 +425,11 @@ def _human(ev: dict[str, Any]) -> str:
     """An event as a line for a person reading the terminal."""
     t = f"{ev['t']:7.2f}s"
     if ev["event"] == "decision":
+        claim = f" with {ev['claim']}" if ev.get("claim") else ""
         if ev["granted"]:
-            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']})"
+            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']}){claim}"
         score = "" if ev["score"] is None else f" (score {ev['score']})"
-        return f"{t} access denied: {ev['reason']}{score}"
+        return f"{t} access denied: {ev['reason']}{score}{claim}"
     rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
     return f"{t} {ev['event']} {rest}".rstrip()
 
@@ -394,8 +445,10 @@ def printer(out: Any) -> Emit:
 
 
 def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           display: Any = None) -> int:
+           claim: str | None = None, display: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
+
+    ``claim``: a card number presented at the start of the recording (match.mode claim / either).
 
     Exit 1 when the recording ended in denials only (access denied), else 0.
     """
@@ -404,6 +457,11 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     from edge.door import open_door
     from edge.service import audit_door_events
 
+    card = None
+    if claim is not None:
+        from edge import claim as claims
+
+        card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
     source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
     emit = printer(out)
@@ -415,6 +473,8 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
         from edge.display.follow import attach
 
         attach(gate, cfg, door, display)
+    if card is not None:
+        gate.present(card)
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:

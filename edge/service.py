@@ -161,6 +161,23 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
     return None
 
 
+def _open_claim_reader(cfg: Config, gate: Any, audit: AuditLog) -> Any:
+    """The card reader or keypad of ``[claim]`` feeding the gate, or None. One that will not open
+    is logged and audited, not fatal: the gate still runs (in claim mode it then lets nobody in)."""
+    if gate is None or cfg.claim.reader == "none":
+        return None
+    try:
+        from edge import claim
+
+        reader = claim.open_reader(cfg, gate.present, gate.vault)
+        log.info("claim reader: %s", reader.name)
+        return reader
+    except MaskgateError as e:
+        log.error("claim reader: %s", e)
+        audit.append("service", action="degraded", reason=f"claim reader: {e}"[:200])
+        return None
+
+
 def _wait(stop: threading.Event, seconds: float, notifier: Notifier) -> None:
     """Sleep ``seconds`` (or until stopped), pinging the watchdog from this loop meanwhile."""
     end = time.monotonic() + seconds
@@ -235,12 +252,15 @@ def run(cfg: Config, state: Path) -> int:
                         min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
             gate = _make_gate(cfg, state, door, audit,
                               lambda ev: log.info("%s", json.dumps(ev, separators=(",", ":"))))
+            reader = _open_claim_reader(cfg, gate, audit)
             notifier.ready("door locked; opening the camera" if gate is not None
                            else "door locked; no decisions (see the log)")
             try:
                 if not stop.is_set():
                     _loop(cfg, landmarker, gate, door, audit, notifier, stop)
             finally:
+                if reader is not None:
+                    reader.close()
                 if gate is not None:
                     gate.close()
         return 0

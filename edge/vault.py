@@ -173,6 +173,8 @@ class Person:
     created: float
     last_seen: float | None = None
     expires: float | None = None
+    card: str | None = None     # claim mode (edge.claim): the card or fob number, canonical form
+    pin: bool = False           # whether a PIN is set (its hash stays in the record, never shown)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -182,6 +184,7 @@ class Person:
 class _Record:
     person: Person
     rows: np.ndarray  # n x dim float32, protected (keyed space)
+    pin: str | None = None  # "salt:hash" in hex (edge.claim.credentials.pin_record)
 
 
 def _field(obj: dict, key: str, kind: type | tuple, what: str) -> Any:
@@ -210,7 +213,20 @@ def _opt_time(obj: dict, key: str, what: str) -> float | None:
 
 def _person_to_json(p: Person) -> dict:
     return {"id": p.id, "name": p.name, "n": p.templates, "created": p.created, "last_seen": p.last_seen,
-            "expires": p.expires, "consent": dataclasses.asdict(p.consent)}
+            "expires": p.expires, "consent": dataclasses.asdict(p.consent), "card": p.card}
+
+
+_PIN_RE = re.compile(r"[0-9a-f]{32}:[0-9a-f]{64}")
+
+
+def _credentials_from_json(obj: dict, p: Person, i: int) -> tuple[Person, str | None]:
+    """A record's card and PIN hash (absent in files from before claim mode)."""
+    card, pin = obj.get("card"), obj.get("pin")
+    if card is not None and not (isinstance(card, str) and card.isdigit() and len(card) <= 20):
+        raise VaultError(f"body malformed: record {i} has a bad 'card'")
+    if pin is not None and not (isinstance(pin, str) and _PIN_RE.fullmatch(pin)):
+        raise VaultError(f"body malformed: record {i} has a bad 'pin'")
+    return dataclasses.replace(p, card=card, pin=pin is not None), pin
 
 
 def _person_from_json(obj: Any, i: int) -> Person:
@@ -235,7 +251,7 @@ def _person_from_json(obj: Any, i: int) -> Person:
 def encode_records(records: list[_Record], dim: int, space: str = "") -> bytes:
     """People and their rows as bytes: u32 json length, json, float32 rows."""
     meta = json.dumps({"dim": dim, "transform": TRANSFORM, "embedder": space,
-                       "people": [_person_to_json(r.person) for r in records]},
+                       "people": [{**_person_to_json(r.person), "pin": r.pin} for r in records]},
                       separators=(",", ":"), ensure_ascii=True).encode()
     rows = [r.rows.astype("<f4", copy=False) for r in records]
     blob = np.concatenate(rows).tobytes() if rows else b""
@@ -262,9 +278,16 @@ def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
         raise VaultError(f"body malformed: unknown template transform {meta['transform']!r}")
     space = _field(meta, "embedder", str, "index") if "embedder" in meta else ""
     people_json = _field(meta, "people", list, "index")
-    people = [_person_from_json(p, i) for i, p in enumerate(people_json)]
+    people, pins = [], []
+    for i, p in enumerate(people_json):
+        person, pin = _credentials_from_json(p, _person_from_json(p, i), i)
+        people.append(person)
+        pins.append(pin)
     if len({p.id for p in people}) != len(people):
         raise VaultError("body malformed: a person id appears twice")
+    cards = [p.card for p in people if p.card is not None]
+    if len(set(cards)) != len(cards):
+        raise VaultError("body malformed: a card number is held by two people")
     total = sum(p.templates for p in people)
     blob = data[4 + n_meta:]
     if (people and dim == 0) or len(blob) != total * dim * 4:
@@ -273,8 +296,8 @@ def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
     if not np.all(np.isfinite(matrix)):
         raise VaultError("body malformed: a template holds a non-finite number")
     records, start = [], 0
-    for p in people:
-        records.append(_Record(p, matrix[start:start + p.templates]))
+    for p, pin in zip(people, pins):
+        records.append(_Record(p, matrix[start:start + p.templates], pin))
         start += p.templates
     return records, dim, space
 
@@ -605,8 +628,12 @@ class Vault:
     # ---- changing
 
     def add(self, name: str, templates: list[np.ndarray], consent: str, operator: str = "",
-            expires: float | None = None, space: str = "") -> str:
-        """Enrol one person from plain (unit) embeddings of embedder ``space``; returns the new id."""
+            expires: float | None = None, space: str = "", card: str | None = None,
+            pin: str | None = None) -> str:
+        """Enrol one person from plain (unit) embeddings of embedder ``space``; returns the new id.
+
+        ``card``: a canonical card number (refused when someone else holds it); ``pin``: a PIN record
+        (:meth:`pin_record`), never the PIN."""
         if not consent or not consent.strip():
             raise VaultError("no consent recorded: give the person's consent text (or form reference)")
         if not templates:
@@ -626,12 +653,13 @@ class Vault:
             stale = self.stale_for(space)
             if stale:
                 raise VaultError(stale)
+            self._check_card_free(card, None)
             rows = self.protect(plain)
             self._space = space
             pid = "p-" + secrets.token_hex(8)
             self._dim = rows.shape[1]
             self._records[pid] = _Record(Person(pid, name, len(rows), Consent(consent.strip(), now, operator),
-                                                now, None, expires), rows)
+                                                now, None, expires, card, pin is not None), rows, pin)
             return pid
 
         pid = self._mutate(change)
@@ -705,6 +733,55 @@ class Vault:
         log.info("rekeyed the vault: key %s", self.key_id)
         return self.key_id
 
+    # ---- credentials for claim mode (edge.claim)
+
+    def _check_card_free(self, card: str | None, owner: str | None, where: str = "") -> None:
+        holder = self.card_holder(card) if card is not None else None
+        if holder is not None and holder.id != owner:
+            raise VaultError(f"{where + ': ' if where else ''}card {card} is already {holder.name or holder.id}'s "
+                             "(maskgate templates clear-card first)")
+
+    def card_holder(self, card: str) -> Person | None:
+        """Whoever holds this (canonical) card number, or None."""
+        return next((r.person for r in self._records.values() if r.person.card == card), None)
+
+    def pin_record(self, pin: str) -> str:
+        """What the vault keeps of a PIN on this device: its Argon2id hash under the device's salt."""
+        from edge.claim.credentials import device_salt, pin_record
+
+        return pin_record(pin, device_salt(self._device))
+
+    def pin_salts(self) -> set[str]:
+        """The salts (hex) of the PINs held: this device's, and other gates' for imported records."""
+        return {r.pin.split(":")[0] for r in self._records.values() if r.pin}
+
+    def pin_holders(self, digests: dict[str, str]) -> list[Person]:
+        """Everyone whose PIN hash is among ``digests`` (salt -> hash, edge.claim.credentials.pin_digests)."""
+        import hmac
+
+        hits = []
+        for r in self._records.values():
+            if r.pin:
+                salt, h = r.pin.split(":")
+                if salt in digests and hmac.compare_digest(digests[salt], h):
+                    hits.append(r.person)
+        return hits
+
+    def set_credentials(self, person: str, card: str | None | bool = False,
+                        pin: str | None | bool = False) -> Person:
+        """Set (a value) or clear (None) a person's card and PIN record; False leaves it as it is."""
+        def change() -> Person:
+            r = self._records[self.find(person).id]
+            if card is not False:
+                self._check_card_free(card, r.person.id)  # type: ignore[arg-type]
+                r.person = dataclasses.replace(r.person, card=card)
+            if pin is not False:
+                r.pin = pin  # type: ignore[assignment]
+                r.person = dataclasses.replace(r.person, pin=pin is not None)
+            return r.person
+
+        return self._mutate(change)
+
     # ---- bundles between gates
 
     def export_bundle(self, target_public_hex: str, signing_key: bytes) -> bytes:
@@ -724,7 +801,7 @@ class Vault:
         except (CryptoError, ValueError, TypeError) as e:
             raise VaultError(f"cannot use the keys for the bundle: {e}") from None
         self.refresh()
-        records = [_Record(r.person, self._unprotect(r.rows)) for r in self._records.values()]
+        records = [dataclasses.replace(r, rows=self._unprotect(r.rows)) for r in self._records.values()]
         sealed = bytes(box.encrypt(encode_records(records, self._dim, self._space)))
         head = BUNDLE_HEAD.pack(BUNDLE_MAGIC, VERSION, bytes(signer.verify_key), target)
         return head + bytes(signer.sign(head + sealed).signature) + sealed
@@ -748,9 +825,12 @@ class Vault:
             if records:
                 self._space = space
             for r in records:
+                if r.person.card is not None:
+                    self._check_card_free(r.person.card, r.person.id, where)
+            for r in records:
                 if r.person.id in self._records:
                     log.info("%s: replacing %s with the bundle's record", where, r.person.id)
-                self._records[r.person.id] = _Record(r.person, self.protect(r.rows))
+                self._records[r.person.id] = _Record(r.person, self.protect(r.rows), r.pin)
                 self._dim = dim
             return [r.person for r in records]
 
@@ -821,6 +901,10 @@ def _when(t: float | None) -> str:
 def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
+    if action in ("set-card", "clear-card", "set-pin", "clear-pin"):
+        from edge.claim.admin import credentials_cli
+
+        return credentials_cli(args, cfg, state, out)
     if action == "keygen":  # an installer's signing key: needs no vault
         from nacl.signing import SigningKey
 
@@ -846,7 +930,8 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         for p in people:
             out.event(p.to_dict(), f"{p.id}  {p.name or '-':20s} templates={p.templates} "
                                    f"enrolled={_when(p.created)} last_seen={_when(p.last_seen)} "
-                                   f"expires={_when(p.expires)} consent={p.consent.text[:40]!r}")
+                                   f"expires={_when(p.expires)} card={p.card or '-'} pin={'set' if p.pin else '-'} "
+                                   f"consent={p.consent.text[:40]!r}")
         out.text(f"{len(people)} people, key {vault.key_id}")
         return 0
     if action == "remove":

@@ -92,3 +92,34 @@ def test_readme_names_every_section() -> None:
     readme = (ROOT / "README.md").read_text()
     for section in config.Config.__dataclass_fields__:
         assert f"`[{section}]`" in readme, section
+
+
+def test_readme_pins_match_the_wiring_diagram() -> None:
+    """An installer follows both the example config and the wiring diagram: every pin the example
+    sets is the GPIO the diagram wires for that input (a mismatch once put the door contact on the
+    buzzer's pin)."""
+    import re
+    import tomllib
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    diagram = {  # words on a diagram line -> the config key that names its pin
+        "IN": "relay_pin", "door contact": "contact_pin", "exit button": "rex_pin",
+        "alternative entry": "alt_entry_pin", "LED": "led_pin", "buzzer": "buzzer_pin"}
+    wired: dict[str, int] = {}
+    for line in readme.splitlines():
+        m = re.match(r"\s*pin \d+\s+GPIO(\d+)\s+(.*)", line)
+        if m:
+            for words, key in diagram.items():
+                if words in m.group(2) and key not in wired:
+                    wired[key] = int(m.group(1))
+                    break
+    assert set(wired) == set(diagram.values()), wired
+    examples = [tomllib.loads(b) for b in re.findall(r"```toml\n(.*?)```", readme, re.S)]
+    doors = [e["door"] for e in examples if "door" in e]
+    assert doors
+    for door in doors:
+        for key, pin in door.items():
+            if key.endswith("_pin"):
+                assert pin == wired[key], f"README example {key} = {pin}, diagram wires GPIO{wired[key]}"

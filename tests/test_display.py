@@ -185,6 +185,9 @@ def test_follower_walks_through_an_approach() -> None:
                                         ("liveness: face lost", "moved"),
                                         ("two faces: one person at a time", "one_person"),
                                         ("not recognised", "not_recognised"),
+                                        ("no card or PIN presented (match.mode = claim)", "claim_needed"),
+                                        ("wrong PIN", "claim_refused"),
+                                        ("face does not match Ann", "not_recognised"),
                                         ("outside this person's access hours", "not_allowed")])
 def test_denials_in_plain_words(reason: str, key: str) -> None:
     assert M.denial(reason) == key

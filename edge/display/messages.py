@@ -48,6 +48,8 @@ DENIED = {
     "moved": N_("Please stay in front of the camera"),
     "one_person": N_("One person at a time"),
     "not_allowed": N_("No entry at this time"),
+    "claim_needed": N_("Present your card or enter your PIN"),
+    "claim_refused": N_("Card or PIN not accepted"),
 }
 
 
@@ -81,6 +83,10 @@ def denial(reason: str) -> str:
         return "challenge"
     if "face lost" in r or "never steady" in r or "not the one before" in r:
         return "moved"
-    if "not recognised" in r or "no one enrolled" in r:
+    if "not recognised" in r or "no one enrolled" in r or "face does not match" in r:
         return "not_recognised"
+    if "no card or pin presented" in r:        # claim mode (edge.claim)
+        return "claim_needed"
+    if "unknown card" in r or "wrong pin" in r or "of someone not" in r:
+        return "claim_refused"
     return "not_allowed"
