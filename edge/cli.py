@@ -61,6 +61,10 @@ def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
+    if getattr(args, "display", None):   # the screens too (edge/display/demo.py)
+        from edge.display import demo
+
+        return demo.run(cfg, out, args.display)
     return gate.demo(cfg, out)
 
 
@@ -226,7 +230,9 @@ def _parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    add("demo", _cmd_demo, "the whole gate on the bundled clip, mock relay, temporary state")
+    sp = add("demo", _cmd_demo, "the whole gate on the bundled clip, mock relay, temporary state")
+    sp.add_argument("--display", choices=("window", "framebuffer"),
+                    help="also show the resident's screens (window: a desktop window; then every screen in turn)")
     add("run", _cmd_run, "the gate daemon (camera, GPIO, systemd notify)")
     sp = add("door-keeper", _cmd_door_keeper, "the door keeper: owns the GPIO lines, times every unlock")
     sp.add_argument("--relay-off", action="store_true",

@@ -95,6 +95,12 @@ class LivenessConfig:
     # Real people asked to turn reach 17-23 degrees of yaw (LivePortrait clips); 20 would fail many.
     turn_threshold_deg: float = check(15.0, lambda v: 5 <= v <= 60, "between 5 and 60 degrees")
     prompt: str = check("log", lambda v: v in ("log", "window", "led"), "one of log, window, led")
+    # A turn step's whole time: a slow, held real turn (up 1.7 s, held 1.2 s, back by 4.4 s) needs more
+    # than step_timeout_s, which still bounds a blink.
+    turn_timeout_s: float = check(6.0, _positive, "a positive number of seconds")
+    # Every sequence drawn holds a blink (when blink is among the challenges): a print bent round a
+    # cylinder and turned by hand can show the parallax of a turn, but no print can blink.
+    require_blink: bool = True
 
 
 @dataclass(frozen=True)
@@ -263,6 +269,39 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class DisplayConfig:
+    """What residents see (edge.display): the screen, its language, what it may show."""
+
+    backend: str = check("none", lambda v: v in ("none", "framebuffer", "window"),
+                         "one of none, framebuffer, window")
+    # framebuffer: the device (geometry from /sys/class/graphics) or a file laid out like one.
+    device: str = "/dev/fb0"
+    # 0: from the device; a file-backed framebuffer or the window needs them set.
+    width: int = check(0, _non_negative, "zero (from the device) or a number of pixels")
+    height: int = check(0, _non_negative, "zero (from the device) or a number of pixels")
+    bits_per_pixel: int = check(0, lambda v: v in (0, 16, 24, 32), "0 (from the device), 16, 24 or 32")
+    language: str = check("en", lambda v: v in ("en", "zh_CN"), "one of en, zh_CN")
+    # The welcome screen names the person only when this is true (a passer-by reads the screen too).
+    show_name: bool = False
+    # A small mirrored camera view, drawn from memory and never kept.
+    preview: bool = False
+    # Seconds a welcome or denied screen stays up.
+    result_s: float = check(3.0, _positive, "a positive number of seconds")
+    # Empty: the first installed font with the language's glyphs.
+    font: str = ""
+
+
+@dataclass(frozen=True)
+class SoundConfig:
+    """What residents hear (edge.sound): chime, low tone, ticks, spoken prompts through ALSA."""
+
+    enabled: bool = True
+    device: str = "default"   # an ALSA device name for aplay -D
+    volume: float = check(0.6, lambda v: 0 <= v <= 1, "between 0 and 1")
+    spoken: bool = False      # speak each challenge step (needs espeak-ng)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration; ``Config()`` is the demo's."""
 
@@ -276,6 +315,8 @@ class Config:
     vault: VaultConfig = field(default_factory=VaultConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    display: DisplayConfig = field(default_factory=DisplayConfig)
+    sound: SoundConfig = field(default_factory=SoundConfig)
     claim: ClaimConfig = field(default_factory=ClaimConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     events: EventsConfig = field(default_factory=EventsConfig)

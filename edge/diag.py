@@ -718,6 +718,20 @@ def check_service(ctx: Context) -> Finding:
     return _ok(detail)
 
 
+def check_display(ctx: Context) -> Finding:
+    """The resident's screen and the challenge prompt can be drawn (edge.display.check)."""
+    from edge.display.check import check_display as check
+
+    return Finding(*check(ctx.cfg))
+
+
+def check_sound(ctx: Context) -> Finding:
+    """Sounds can play: aplay and an ALSA card (edge.display.check)."""
+    from edge.display.check import check_sound as check
+
+    return Finding(*check(ctx.cfg))
+
+
 CLAIM_WAIT_S = 10.0  # diag claim --yes: how long to wait for a card to be presented
 
 
@@ -767,6 +781,8 @@ CHECKS: dict[str, Callable[[Context], Finding]] = {
     "board": check_board,
     "disk": check_disk,
     "service": check_service,
+    "display": check_display,
+    "sound": check_sound,
     "claim": check_claim,
 }
 

@@ -78,6 +78,8 @@ class _Approach:
 class Gate:
     """The decision state machine; feed it every frame with the faces found in it."""
 
+    follower: Any = None   # edge.display.follow.Follower: the screen and sounds, told every event and frame
+
     def __init__(self, cfg: Config, vault: Any, embedder: Any, door: Any, audit: Any, emit: Emit,
                  challenges: list[str] | None = None, fault: str | None = None,
                  rng: random.Random | None = None, prompter: Any = None, face_model: Any = None,
@@ -158,6 +160,8 @@ class Gate:
     def emit(self, t: float, event: str, **fields: Any) -> None:
         line = {"t": round(t, 3), "event": event, **fields}
         self._emit(line)
+        if self.follower is not None:
+            self.follower.event(line)
         # Door events reach the audit log from the door itself (service.audit_door_events).
         if self.audit is not None and event in ("decision", "alarm", "error", "liveness"):
             try:
@@ -178,6 +182,8 @@ class Gate:
             self.emit(frame.t, "error", reason=reason)
             if self._approach is not None:
                 self._deny(frame.t, reason, count=False)
+        if self.follower is not None:
+            self.follower.frame(frame.t, faces, self.state, frame.image)
 
     def _step(self, frame: Frame, faces: list[Face]) -> None:
         t = frame.t
@@ -510,7 +516,7 @@ def printer(out: Any) -> Emit:
 
 
 def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           claim: str | None = None, at: Any = None) -> int:
+           claim: str | None = None, at: Any = None, display: Any = None) -> int:
     """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
 
     ``claim``: a card number presented at the start of the recording (match.mode claim / either).
@@ -529,7 +535,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
         from edge import claim as claims
 
         card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
-    source = ReplaySource(video, realtime=False)
+    source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
     emit = printer(out)
     audit = AuditLog(state, cfg.audit)
@@ -539,6 +545,10 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
 
     gate = build(cfg, state, door, audit, emit, challenges=challenges,
                  clock=FixedClock(at) if at is not None else None)
+    if display is not None:
+        from edge.display.follow import attach
+
+        attach(gate, cfg, door, display)
     if card is not None:
         gate.present(card)
     try:
@@ -558,7 +568,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     return 0 if any(d["granted"] for d in gate.decisions) else 1
 
 
-def demo(cfg: Config, out: Any) -> int:
+def demo(cfg: Config, out: Any, display: Any = None) -> int:
     """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink).
 
     Exit 0 on the expected grant, 1 if the demo person was denied (then the install is not right).
@@ -575,7 +585,7 @@ def demo(cfg: Config, out: Any) -> int:
         enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
                           state, _Quiet(out), operator="maskgate demo")
         out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
-        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"])
+        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"], display=display)
 
 
 class _Quiet:

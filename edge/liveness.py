@@ -62,8 +62,20 @@ class Verdict:
 
 
 def sequences(cfg: LivenessConfig) -> list[tuple[str, ...]]:
-    """Every sequence the config can ask for; a replayed recording answers one of them by chance."""
-    return list(itertools.product(cfg.challenges, repeat=cfg.steps))
+    """Every sequence the config can ask for; a replayed recording answers one of them by chance.
+
+    With ``require_blink`` (the default) only sequences holding a blink: a turn alone can be faked by a
+    print curled round a cylinder and turned the asked way, a blink cannot (scripts/eval_liveness.py).
+    """
+    every = list(itertools.product(cfg.challenges, repeat=cfg.steps))
+    if cfg.require_blink and "blink" in cfg.challenges:
+        return [s for s in every if "blink" in s]
+    return every
+
+
+def timeout_for(step: str | None, cfg: LivenessConfig) -> float:
+    """How long a step may take: a turn is up, held and back, slower than a blink in older people."""
+    return cfg.turn_timeout_s if step in ("turn-left", "turn-right") else cfg.step_timeout_s
 
 
 def draw_sequence(cfg: LivenessConfig, rng: random.Random | None = None,
@@ -355,7 +367,7 @@ class ChallengeSession:
         if broken:
             return self._finish(t, False, broken)
         if face is None:
-            if self._prompt_t is not None and t - self._step_t > self.cfg.step_timeout_s:
+            if self._prompt_t is not None and t - self._step_t > timeout_for(self.step, self.cfg):
                 return self._finish(t, False, "timeout")
             return None
         if self._first_t is None:
@@ -365,7 +377,7 @@ class ChallengeSession:
         s = _Sample(t, geometry.head_pose(lm).yaw, geometry.ears(lm), face_aspect(lm), lm)
         if self._prompt_t is None:
             return self._gather_baseline(s)
-        if t - self._step_t > self.cfg.step_timeout_s:
+        if t - self._step_t > timeout_for(self.step, self.cfg):
             return self._finish(t, False, "timeout")
         done = self._blink(s) if self.step == "blink" else self._turn(s)
         if isinstance(done, str):

@@ -147,7 +147,11 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
         from edge import gate
         from edge.liveness import make_prompter
 
-        return gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg, door=door))
+        g = gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg, door=door))
+        from edge.display.follow import attach
+
+        attach(g, cfg, door)
+        return g
     except (MaskgateError, ImportError) as e:
         reason = str(e)
     log.error("no decisions: %s; the door stays locked (exit button and alternative entry still work)",

@@ -43,7 +43,7 @@ fi
 say "platform: $platform"
 
 # ---- OS packages
-apt=(python3 python3-venv)
+apt=(python3 python3-venv fonts-wqy-microhei alsa-utils)   # the screen's Chinese font; aplay
 # python-evdev (claim mode's USB card readers) is built from source: a compiler, Python's and the kernel's headers
 apt+=(gcc python3-dev linux-libc-dev)
 [ "$platform" = pi ] && apt+=(python3-picamera2 python3-libcamera python3-lgpio)
