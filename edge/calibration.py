@@ -180,3 +180,48 @@ def one_person_threshold(ids: list[str], rows: np.ndarray, model: Any, cfg: Any)
     """The threshold for comparing a face with one claimed person (claim mode): the site calibration's
     rule with N = 1, i.e. a stranger presenting someone's card passes at most ``stranger_rate``."""
     return calibrate(ids, rows, model, cfg).one_person
+
+
+@dataclass(frozen=True)
+class FusedCalibration:
+    """The site calibration of the fused (eye + whole face) score, made in a space where it is a
+    cosine: with unit eye rows e and face rows f and the fusion's weights a, b > 0 and offset c,
+    [sqrt(a) e, sqrt(b) f] / sqrt(a + b) are unit rows whose cosine is (fused - c) / (a + b). The
+    same estimator as the eye score's then applies unchanged; ``threshold`` is mapped back."""
+
+    cal: SiteCalibration   # in the cosine space (its summary speaks of that space)
+    scale: float           # a + b
+    offset: float          # c
+
+    @property
+    def threshold(self) -> float:
+        """What a fused score must reach (the fusion's own units)."""
+        return self.cal.threshold * self.scale + self.offset
+
+
+def calibrate_fused(ids: list[str], eye_rows: np.ndarray, face_rows: np.ndarray | None, fusion: Any,
+                    cfg: Any) -> FusedCalibration | None:
+    """The site calibration of the fused score over the templates that have a face embedding (a
+    zero face row: none), with the fusion's own calibration (``threshold``, ``tail``) as the model's.
+    None when there is no face row or the fusion is not a positive weighting of the two cosines."""
+    a, b, c = float(fusion.eye_weight), float(fusion.face_weight), float(fusion.offset)
+    if face_rows is None or a <= 0 or b <= 0:
+        return None
+    has = np.linalg.norm(face_rows, axis=1) > 0.5
+    if not has.any():
+        return None
+
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    rows = np.hstack([math.sqrt(a) * unit(eye_rows[has]), math.sqrt(b) * unit(face_rows[has])])
+    rows /= math.sqrt(a + b)
+    scale = a + b
+
+    class _Model:  # the fusion's calibration, moved into the cosine space
+        threshold = (float(fusion.threshold) - c) / scale
+        tail = tuple((f, (t - c) / scale) for f, t in fusion.tail)
+
+    sub = [p for p, h in zip(ids, has) if h]
+    return FusedCalibration(calibrate(sub, rows, _Model, cfg), scale, c)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from edge.errors import ModelError
-from edge.match import Gallery, Match, threshold_for
+from edge.match import Gallery, Match
 from edge.vision import facecrop
 from edge.vision.mask import MaskCheck
 
@@ -99,27 +99,55 @@ def uncovered(probes: list[FaceProbe]) -> bool:
     return bool(probes) and len(bare) * 2 > len(probes)
 
 
+@dataclass(frozen=True)
+class Thresholds:
+    """What a score must reach at this site: the eye score's and the fused score's site calibration
+    (edge.calibration; ``fused`` None: no face rows, no face model, or a fixed threshold)."""
+
+    eye: Any     # SiteCalibration
+    fused: Any   # FusedCalibration | None
+
+    @property
+    def eye_threshold(self) -> float:
+        return self.eye.threshold
+
+    @property
+    def fused_threshold(self) -> float | None:
+        return None if self.fused is None else self.fused.threshold
+
+
+def thresholds(src: tuple[list[str], np.ndarray], face_rows: np.ndarray | None, model: FaceModel | None,
+               eye_model: Any, match_cfg: Any) -> Thresholds:
+    """The site calibration of both scores for one gallery (``Vault.gallery`` and ``face_gallery``):
+    the one rule the gate, ``maskgate identify`` and ``diag vault`` decide with."""
+    from edge.calibration import calibrate, calibrate_fused
+
+    eye = calibrate(*src, eye_model, match_cfg)
+    fused = None
+    if model is not None and face_rows is not None and not match_cfg.threshold:
+        fused = calibrate_fused(src[0], src[1], face_rows, model.fusion, match_cfg)
+    return Thresholds(eye, fused)
+
+
 def search(gallery: Gallery, eye_rows_src: tuple[list[str], np.ndarray], face_rows: np.ndarray | None,
            eye_probes: np.ndarray, face_probes: list[FaceProbe], model: FaceModel | None,
-           eye_model: Any, match_cfg: Any) -> tuple[Match, float, str]:
+           limits: Thresholds) -> tuple[Match, float, str]:
     """(the best match, the threshold it must reach, what decided: ``EYE`` or ``FACE_EYE``).
 
     ``eye_probes`` and ``face_probes[i].embedding`` are already in the vault's keyed spaces
     (``Vault.protect`` / ``Vault.protect_face``); ``face_rows`` is ``Vault.face_gallery``, aligned with
-    ``eye_rows_src`` (``Vault.gallery``), from which ``gallery`` was built."""
-    from edge.match import gate_threshold
-
-    people = len(gallery.people)
-    eye_thr, _ = gate_threshold(people, eye_model, match_cfg)
-    if model is None or face_rows is None or not uncovered(face_probes) or match_cfg.threshold:
+    ``eye_rows_src`` (``Vault.gallery``), from which ``gallery`` was built; ``limits`` is
+    :func:`thresholds` of that gallery."""
+    eye_thr, fused_thr = limits.eye_threshold, limits.fused_threshold
+    if model is None or face_rows is None or fused_thr is None or not uncovered(face_probes):
         return gallery.search(eye_probes), eye_thr, EYE
     fz = model.fusion
-    fused_thr, _ = threshold_for(people, fz.threshold, fz.tail, match_cfg.stranger_rate)
     ids, rows = eye_rows_src
     e = np.mean(_unit(np.atleast_2d(eye_probes)), axis=0) @ _unit(rows).T
     f_probe = np.mean([p.embedding for p in face_probes if not p.covered and p.embedding is not None], axis=0)
     has = np.linalg.norm(face_rows, axis=1) > 0.5
     f = _unit(face_rows) @ _unit(f_probe[None])[0]
+    # a template without a face embedding is judged on its eye score, moved onto the fused scale
     scores = np.where(has, fz(e, f), e - eye_thr + fused_thr)
     best = int(np.argmax(scores))
     others = [s for i, s in enumerate(scores) if ids[i] != ids[best]]
@@ -142,9 +170,10 @@ class Recognition:
 
 
 def recognise(vault: Any, embedder: Any, model: FaceModel | None, image: np.ndarray, landmarks: np.ndarray,
-              match_cfg: Any) -> Recognition | None:
+              match_cfg: Any, limits: Thresholds | None = None) -> Recognition | None:
     """One photo against the vault, as the gate decides (one frame, no liveness); None when the eye
-    crop cannot be cut (turned too far, too small). For ``maskgate identify`` and evaluation."""
+    crop cannot be cut (turned too far, too small). For ``maskgate identify`` and evaluation;
+    ``limits``: :func:`thresholds` of the vault, when the caller keeps it across photos."""
     crop = embedder.crop(image, landmarks)
     if crop is None:
         return None
@@ -153,7 +182,9 @@ def recognise(vault: Any, embedder: Any, model: FaceModel | None, image: np.ndar
     fp = model.probe(image, landmarks) if model is not None else FaceProbe(None, True)
     faces = [FaceProbe(None if fp.embedding is None else vault.protect_face(fp.embedding), fp.covered)]
     rows = vault.face_gallery(model.space) if model is not None else None
-    m, thr, used = search(Gallery(*src), src, rows, probe, faces, model, embedder, match_cfg)
+    if limits is None:
+        limits = thresholds(src, rows, model, embedder, match_cfg)
+    m, thr, used = search(Gallery(*src), src, rows, probe, faces, model, limits)
     return Recognition(m, thr, fp.covered, used)
 
 

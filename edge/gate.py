@@ -103,6 +103,7 @@ class Gate:
         self._failures = 0
         self._last_steps: list[str] | None = None
         self._gallery_src: Any = None
+        self._limits: Any = None   # edge.fusion.Thresholds of the gallery, with a face model
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
         # Who may enter when (edge.access), judged by a clock the gate can trust (edge.clock).
         from edge.access import Rules
@@ -294,9 +295,16 @@ class Gate:
         if src is not self._gallery_src:
             self._gallery_src = src
             self._gallery = Gallery(*src)
-            from edge.calibration import calibrate  # the same rule as identify and diag vault
+            if self.face_model is not None:  # the same rule as identify and diag vault
+                from edge import fusion
 
-            cal = calibrate(*src, self.embedder, self.cfg.match)
+                self._limits = fusion.thresholds(src, self.vault.face_gallery(self.face_model.space),
+                                                 self.face_model, self.embedder, self.cfg.match)
+                cal = self._limits.eye
+            else:
+                from edge.calibration import calibrate
+
+                cal = calibrate(*src, self.embedder, self.cfg.match)
             self.threshold = cal.threshold
             if cal.separates and cal.model_reached:
                 log.info("%s", cal.summary())
@@ -330,7 +338,7 @@ class Gate:
         from edge import fusion
 
         return fusion.search(gallery, self._gallery_src, self.vault.face_gallery(self.face_model.space),
-                             probes, a.faces, self.face_model, self.embedder, self.cfg.match)
+                             probes, a.faces, self.face_model, self._limits)
 
     def _access_refused(self, t: float, person_id: str | None) -> str | None:
         """Why the access rules keep this recognised person out at this moment (edge.access), or None."""

@@ -3,10 +3,9 @@
 For technicians ("who does the gate take this person for?") and for evaluation. No liveness (a
 photo cannot pass it): only the recogniser, with the gate's own decision rule: the vault of
 ``--state``, its keyed transform, ``Gallery.search`` and the site-calibrated threshold of
-``edge.calibration`` (the same ``calibrate`` the gate uses), one image at a time.
-
-``masked`` is null and ``used`` is "eye" in this build: the mask detector and the full-face
-embedder come with issue 25 item 4, which sets them.
+``edge.calibration`` (the same ``edge.fusion.thresholds`` the gate uses), one image at a time.
+``masked``: the lower face judged covered (always true without the face model); ``used``: "eye", or
+"face+eye" when the whole face was fused with the eye region, as the gate does for a bare face.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from edge.config import Config
 from edge.errors import MaskgateError
@@ -26,9 +24,8 @@ log = logging.getLogger(__name__)
 
 def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embedder: Any = None) -> int:
     """One result per image; exit 0 when every image was read, 2 when some could not be."""
-    from edge.calibration import calibrate
+    from edge import fusion
     from edge.embed import Embedder, _read_rgb
-    from edge.match import Gallery, decide
     from edge.vault import Vault
     from edge.vision.landmarks import Landmarker, detect_padded
 
@@ -38,10 +35,11 @@ def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embed
     stale = vault.stale_for(embedder.space)
     if stale:
         raise MaskgateError(stale)
-    ids, rows = vault.gallery()
-    gallery = Gallery(ids, rows)
-    cal = calibrate(ids, rows, embedder, cfg.match)
-    log.info("%s", cal.summary())
+    face_model = fusion.load(cfg.embed)
+    src = vault.gallery()
+    rows = vault.face_gallery(face_model.space) if face_model is not None else None
+    limits = fusion.thresholds(src, rows, face_model, embedder, cfg.match)
+    log.info("%s", limits.eye.summary())
     status = 0
     with Landmarker(max_faces=cfg.vision.max_faces, static=True,
                     min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
@@ -53,16 +51,16 @@ def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embed
                 status = 2
                 continue
             image, faces = detect_padded(lm, image)
-            vec = embedder.embed_face(image, faces[0]) if faces else None
-            if vec is None:
+            r = (fusion.recognise(vault, embedder, face_model, image, faces[0].landmarks, cfg.match, limits)
+                 if faces else None)
+            if r is None:
                 out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
                 continue
-            match = gallery.search(vault.protect(np.asarray(vec, np.float32))[None])
-            granted = decide(match, cal.threshold)
+            match = r.match
             who = vault.name_of(match.person) if match.person is not None else None
-            out.event({"path": str(p), "masked": None, "who": who, "score": round(match.score, 4),
-                       "threshold": round(cal.threshold, 4), "granted": granted, "used": "eye"},
-                      f"{p}: {'granted' if granted else 'denied'}: "
-                      + (f"most like {who} ({match.score:.3f}, threshold {cal.threshold:.3f})"
+            out.event({"path": str(p), "masked": r.masked, "who": who, "score": round(match.score, 4),
+                       "threshold": round(r.threshold, 4), "granted": r.granted, "used": r.used},
+                      f"{p}: {'granted' if r.granted else 'denied'} ({r.used}): "
+                      + (f"most like {who} ({match.score:.3f}, threshold {r.threshold:.3f})"
                          if who is not None else "no one enrolled"))
     return status

@@ -9,6 +9,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -136,6 +137,9 @@ def test_grant_moves_the_relay_before_the_audit_line_and_the_last_seen_time():
 
         def name_of(self, pid):
             return "Demo"
+
+        def find(self, pid):  # the access rules read the person's groups and pass
+            return SimpleNamespace(id=pid, groups=(), valid_from=None, valid_until=None)
 
     gate = Gate(Config(), Vault(), None, Door(), Audit(), lambda ev: None)
     gate._grant(2.0, Match("p-0123456789abcdef", 0.9, 0.1))

@@ -137,9 +137,11 @@ def test_identify_names_the_enrolled_and_refuses_strangers(site_state: Path) -> 
     assert [line["path"] for line in lines] == [str(p) for p in images]
     for line in lines:
         assert set(line) == {"path", "masked", "who", "score", "threshold", "granted", "used"}
-        assert line["used"] == "eye" and line["masked"] is None
+        assert line["used"] in ("eye", "face+eye") and isinstance(line["masked"], bool)
+        assert line["used"] == ("eye" if line["masked"] else "face+eye")
         assert line["granted"] == (line["score"] >= line["threshold"])
     demo, d18, d12, d19 = lines
+    assert demo["masked"] and not d18["masked"] and not d12["masked"]
     assert demo["granted"] and demo["who"] == "Demo"      # masked, from a frame not enrolled
     assert d18["granted"] and d18["who"] == "D18"
     assert not d12["granted"] and not d19["granted"]      # strangers
@@ -149,10 +151,21 @@ def test_identify_uses_the_gates_threshold(site_state: Path, monkeypatch: pytest
     """The threshold identify reports is the site calibration of the vault, as the gate computes it."""
     from edge.vault import Vault
 
-    r = maskgate("identify", FACES / "d12_010.jpg", "--state", site_state, "--json", env=ENV)
+    from edge import fusion
+    from edge.config import EmbedConfig
+
+    r = maskgate("identify", FACES / "d12_010.jpg", FACES / "d10_130_masked.jpg", "--state", site_state,
+                 "--json", env=ENV)
     monkeypatch.setenv("MASKGATE_DEVICE_ID", "test-board")
-    cal = calibrate(*Vault.open(site_state).gallery(), SPEC, MatchConfig())
-    assert r.json_lines()[0]["threshold"] == round(cal.threshold, 4)
+    vault = Vault.open(site_state)
+    model = fusion.load(EmbedConfig())
+    src = vault.gallery()
+    limits = fusion.thresholds(src, vault.face_gallery(model.space), model, SPEC, MatchConfig())
+    assert limits.eye.threshold == calibrate(*src, SPEC, MatchConfig()).threshold
+    bare, masked = r.json_lines()
+    assert (bare["used"], masked["used"]) == ("face+eye", "eye")
+    assert bare["threshold"] == round(limits.fused_threshold, 4)
+    assert masked["threshold"] == round(limits.eye_threshold, 4)
 
 
 def test_identify_no_face_and_unreadable(site_state: Path, tmp_path: Path) -> None:

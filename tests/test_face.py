@@ -150,12 +150,14 @@ def test_fused_search_uses_the_face_only_when_the_lower_face_shows(model, faces,
     names = {p.id: p.name for p in v.people()}
     assert not rows[[i for i, p in enumerate(src[0]) if names[p] == "d10"]].any()   # eye only
     g, cfg = Gallery(*src), MatchConfig()
+    limits = fusion.thresholds(src, rows, model, eye, cfg)   # 4 people: the site's own calibration
+    assert limits.fused is not None and limits.eye.estimated and limits.fused.cal.estimated
 
     def decide(who: str, probe_who: str) -> tuple[str, str, float, float]:
         im, lm = faces[probe_who][-1]
         p = v.protect(emb(eye, im, lm))[None]
         m, thr, used = fusion.search(g, src, rows, p, _probes(model, faces, probe_who, v.protect_face)[-1:],
-                                     model, eye, cfg)
+                                     model, limits)
         return names.get(m.person), used, m.score, thr
 
     who, used, score, thr = decide("d12", "d12")
@@ -163,7 +165,11 @@ def test_fused_search_uses_the_face_only_when_the_lower_face_shows(model, faces,
     who, used, score, thr = decide("d12", "d12_masked")
     assert (who, used) == ("d12", fusion.EYE)
     who, used, score, thr = decide("d10", "d10")   # bare, but enrolled without a face embedding
-    assert used == fusion.FACE_EYE and who == "d10" and score >= thr
+    im, lm = faces["d10"][-1]
+    eye_only = g.search(v.protect(emb(eye, im, lm))[None])
+    # judged on its eye score, moved onto the fused scale: the same margin over the same rule's threshold
+    assert used == fusion.FACE_EYE and who == "d10" and names[eye_only.person] == "d10"
+    assert score - thr == pytest.approx(eye_only.score - limits.eye_threshold, abs=1e-5)
     # one photo, as `maskgate identify` asks
     im, lm = faces["d12_masked"][0]
     r = fusion.recognise(v, eye, model, im, lm, cfg)

@@ -59,10 +59,18 @@ def pin(digits: str, vault: Any, source: str = "") -> Claim:
     return Claim("pin", digests=pin_digests(digits, salts), source=source)
 
 
-def claim_threshold(model: Any, match_cfg: Any, people: int = 1) -> float:
+def claim_threshold(model: Any, match_cfg: Any, people: int = 1,
+                    site: tuple[list[str], np.ndarray] | None = None) -> float:
     """The score a face must reach against the person a claim names. The one place that sets it:
-    the one-person threshold of the calibration (``people`` > 1 only for a PIN shared by several)."""
-    return gate_threshold(people, model, match_cfg)[0]
+    the one-person threshold of the calibration (``people`` > 1 only for a PIN shared by several).
+    With ``site`` (the vault's whole gallery: ids, rows) it is the site calibration's one-person
+    rule (edge.calibration), never below the model's own for ``people``."""
+    t = gate_threshold(people, model, match_cfg)[0]
+    if site is not None and len(site[0]):
+        from edge.calibration import one_person_threshold
+
+        t = max(t, one_person_threshold(site[0], site[1], model, match_cfg))
+    return t
 
 
 @dataclass(frozen=True)
@@ -96,7 +104,7 @@ def judge(claim: Claim | None, vault: Any, probes: np.ndarray, model: Any, match
         return Judgement(None, None, f"{claim.kind if claim.kind == 'card' else 'PIN'} of someone not "
                          "allowed in now (expired or past retention)", names)
     match = Gallery([ids[i] for i in keep], rows[keep]).search(probes)
-    threshold = claim_threshold(model, match_cfg, len({ids[i] for i in keep}))
+    threshold = claim_threshold(model, match_cfg, len({ids[i] for i in keep}), site=(ids, rows))
     if match.score < threshold:
         whose = "the card's holder" if claim.kind == "card" else "the PIN's holder"
         return Judgement(match, threshold, f"face does not match {whose}", names)
