@@ -52,6 +52,15 @@ def _gpio_pin(v: int | None) -> bool:
     return v is None or 0 <= v <= 63
 
 
+def _card_or_empty(v: str) -> bool:
+    from edge.claim.credentials import ClaimError, normalise_card
+
+    try:
+        return v == "" or bool(normalise_card(v))
+    except ClaimError:
+        return False
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     """Where frames come from."""
@@ -182,6 +191,15 @@ class DoorConfig:
     # uses <state>/keeper.sock and starts a keeper there itself when none answers.
     keeper_socket: str = check("", lambda v: v == "" or (v.startswith("/") and "\0" not in v),
                                "an absolute path (or empty)")
+    # What a grant does: pulse the relay, send the person's card to an access panel over Wiegand
+    # (edge.wiegand_out, through the keeper), or both (relay first).
+    mode: str = check("relay", lambda v: v in ("relay", "wiegand", "both"), "one of relay, wiegand, both")
+    wiegand_d0_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    wiegand_d1_pin: int | None = check(None, _gpio_pin, "a GPIO number from 0 to 63")
+    wiegand_bits: int = check(26, lambda v: v in (26, 34), "26 or 34")
+    # Sent for a person without a card: a card number ("12345", or "12,3456" as facility,card);
+    # empty: send nothing (logged and audited; in mode "wiegand" that person is then not let in).
+    wiegand_default: str = check("", _card_or_empty, "a card number, facility,card, or empty")
 
 
 @dataclass(frozen=True)
@@ -391,12 +409,44 @@ def cross_check(cfg: Config, origin: str = "config") -> None:
         if pin in seen:
             raise ConfigError(f"{origin}: {seen[pin]} and {key} are both GPIO {pin}; give each its own pin")
         seen[pin] = key
+    _check_wiegand_out(cfg, seen, origin)
     if cfg.liveness.prompt == "led" and d.led_pin is None:
         raise ConfigError(f"{origin}: liveness.prompt = \"led\" needs door.led_pin (the door keeper shows "
                           f"the prompt on the door's LED)")
     if cfg.service.retry_initial_s > cfg.service.retry_max_s:
         raise ConfigError(f"{origin}: service.retry_initial_s ({cfg.service.retry_initial_s:g}) is more than "
                           f"service.retry_max_s ({cfg.service.retry_max_s:g})")
+
+
+def _check_wiegand_out(cfg: Config, seen: dict[int, str], origin: str) -> None:
+    """``door.mode`` "wiegand"/"both": two output pins of their own (not a door pin, not the claim
+    reader's), a default card that fits the frame, and no door contact of ours in "wiegand" mode."""
+    d = cfg.door
+    if d.mode == "relay":
+        return
+    if d.wiegand_d0_pin is None or d.wiegand_d1_pin is None:
+        raise ConfigError(f"{origin}: door.mode = \"{d.mode}\" needs door.wiegand_d0_pin and door.wiegand_d1_pin "
+                          f"(the D0/D1 lines to the access panel)")
+    taken = dict(seen)
+    if cfg.claim.reader == "wiegand":
+        taken.update({p: k for k, p in (("claim.wiegand_d0_pin", cfg.claim.wiegand_d0_pin),
+                                        ("claim.wiegand_d1_pin", cfg.claim.wiegand_d1_pin)) if p is not None})
+    for key, pin in (("door.wiegand_d0_pin", d.wiegand_d0_pin), ("door.wiegand_d1_pin", d.wiegand_d1_pin)):
+        if pin in taken:
+            raise ConfigError(f"{origin}: {taken[pin]} and {key} are both GPIO {pin}; give each its own pin")
+        taken[pin] = key
+    if d.wiegand_default:
+        from edge.claim.credentials import normalise_card
+        from edge.wiegand import CARD_BITS
+
+        value = int(normalise_card(d.wiegand_default))
+        if value >= 1 << CARD_BITS[d.wiegand_bits]:
+            raise ConfigError(f"{origin}: door.wiegand_default {value} does not fit a {d.wiegand_bits}-bit frame "
+                              f"(at most {(1 << CARD_BITS[d.wiegand_bits]) - 1})")
+    if d.mode == "wiegand" and d.contact_pin is not None:
+        raise ConfigError(f"{origin}: door.mode = \"wiegand\": the access panel drives the lock, so door.contact_pin "
+                          f"would raise the forced-door alarm on every entry; wire the contact to the panel "
+                          f"(or use mode = \"both\")")
 
 
 def named(path: Path | str | None) -> dict[str, set[str]]:
