@@ -293,8 +293,10 @@ class Door:
 
     # ---- the interface the gate and the service use ----
 
-    def grant(self, by: str = "grant") -> None:
-        """Pulse the relay for ``open_s`` (returns at once); a second grant extends the pulse."""
+    def grant(self, by: str = "grant", card: str | None = None) -> None:
+        """Pulse the relay for ``open_s`` (returns at once); a second grant extends the pulse.
+        ``card`` is for Wiegand out, which only the door keeper sends (edge.keeper): this in-process
+        door (replay, diag) pulses its relay in every ``door.mode``."""
         with self._cond:
             if self._closed:
                 raise DoorError("the door is closed; open it again with open_door()")

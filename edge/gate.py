@@ -381,7 +381,10 @@ class Gate:
         # The relay first: the audit line (two fsyncs) and the last-seen time (a vault write) come
         # after the door has opened, not between the decision and the resident.
         try:
-            self.door.grant()
+            if self.cfg.door.mode == "relay":
+                self.door.grant()
+            else:  # Wiegand out: the keeper sends the person's card (edge.wiegand_out)
+                self.door.grant(card=self._card(match.person))
         except MaskgateError as e:  # the keeper is unreachable: nobody is let in, and it is said
             return self._deny(t, f"door: {e}", score=match.score, count=False)
         who = self._name(match.person)
@@ -395,6 +398,13 @@ class Gate:
             except Exception as e:  # a last-seen time is not worth a locked-out resident
                 log.warning("vault: could not record last-seen time: %s", e)
         self._end(t, "cooldown", self.cfg.gate.cooldown_s)
+
+    def _card(self, person_id: str | None) -> str | None:
+        """The person's card number as the vault keeps it (canonical), for Wiegand out; None if none."""
+        if self.vault is None or person_id is None:
+            return None
+        person = self.vault.find(person_id)
+        return getattr(person, "card", None) if person is not None else None
 
     def _deny(self, t: float, reason: str, score: float | None = None, count: bool = True,
               who: str | None = None, **extra: Any) -> None:

@@ -11,6 +11,7 @@ the alarms keep working while the gate restarts.
 The protocol is one JSON object per line each way::
 
     {"op": "grant"}                      -> {"ok": true, "relay": "on", "extended": false}
+    {"op": "grant", "card": "123456"}    -> {..., "wiegand": "sent"}   ([door] mode wiegand / both)
     {"op": "lock", "reason": "denied"}   -> {"ok": true, "relay": "off"}
     {"op": "indicate", "pattern": "busy"}-> {"ok": true}
     {"op": "status"}                     -> {"ok": true, "pid": 123, "relay": "off", ...}
@@ -114,9 +115,24 @@ class Keeper:
         self.audit = AuditLog(self.state, cfg.audit)
         self.door = open_door(cfg.door, pin_factory=pin_factory)
         audit_door_events(self.door, self.audit)
+        self.wiegand = self._open_wiegand(pin_factory)
         self._sock = self._listen()
         self.audit.append("keeper", action="start", version=__version__, door=cfg.door.backend,
                           open_s=cfg.door.open_s)
+
+    def _open_wiegand(self, pin_factory: Any) -> Any:
+        """The D0/D1 lines to an access panel (edge.wiegand_out) when ``door.mode`` sends frames."""
+        if self.cfg.door.mode == "relay":
+            return None
+        from edge.wiegand import WiegandError
+        from edge.wiegand_out import WiegandOut
+
+        try:
+            return WiegandOut(self.cfg.door, pin_factory=pin_factory)
+        except WiegandError as e:  # relay off, pins and the keeper's lock let go: nothing half-open
+            self.door.close()
+            os.close(self._lockfd)
+            raise DoorError(str(e)) from None
 
     def _take_lock(self) -> int:
         """One keeper per socket: an ``flock`` held for the keeper's life (freed when it dies)."""
@@ -208,10 +224,13 @@ class Keeper:
         """One request; the reply says what the relay does now."""
         op = req.get("op")
         if op == "grant":
-            if self.door.relay_on:  # a pulse is not extended from outside: each one is bounded
-                return {"ok": True, "relay": "on", "extended": False}
-            self.door.grant("grant")
-            return {"ok": True, "relay": "on" if self.door.relay_on else "off", "extended": False}
+            # A pulse is not extended from outside (each one is bounded); the relay goes first.
+            if self.cfg.door.mode != "wiegand" and not self.door.relay_on:
+                self.door.grant("grant")
+            reply = {"ok": True, "relay": "on" if self.door.relay_on else "off", "extended": False}
+            if self.wiegand is not None:
+                reply["wiegand"] = self._send_wiegand(req.get("card"))
+            return reply
         if op == "lock":
             self.door.lock(str(req.get("reason", "lock"))[:40])
             return {"ok": True, "relay": "off"}
@@ -225,10 +244,25 @@ class Keeper:
             return {"ok": True, "pid": os.getpid(), "open_s": self.cfg.door.open_s, **self.door.status()}
         return {"ok": False, "error": f"unknown op {op!r} (grant, lock, indicate, status)"}
 
+    def _send_wiegand(self, card: Any) -> str:
+        """The person's card to the access panel; logged and audited whether sent or not."""
+        done = self.wiegand.send(card)
+        if done["sent"]:
+            log.info("Wiegand %d-bit frame sent (%s)", done["bits"], done["source"])
+        else:
+            log.warning("Wiegand frame not sent: %s", done["error"])
+        try:
+            self.audit.append("door", action="wiegand", **done)
+        except Exception as e:  # noqa: BLE001 - the panel has its frame; the record is second
+            log.error("audit log: Wiegand send not recorded: %s", e)
+        return "sent" if done["sent"] else f"not sent: {done['error']}"
+
     def close(self) -> None:
         """Relay off and pins released first; then the socket and the record of it."""
         try:
             self.door.close()
+            if self.wiegand is not None:
+                self.wiegand.close()
         finally:
             self._sock.close()
             with contextlib.suppress(OSError):
@@ -349,10 +383,19 @@ class KeeperDoor:
             raise DoorError(f"door keeper refused {req.get('op')}: {reply.get('error')}")
         return reply
 
-    def grant(self, by: str = "grant") -> None:
-        """Ask for one pulse; returns once the keeper has driven the relay on (or raises)."""
-        if self.call({"op": "grant"}).get("relay") != "on":
-            raise DoorError("the door keeper did not turn the relay on")
+    def grant(self, by: str = "grant", card: str | None = None) -> None:
+        """Ask for one pulse (and, in ``door.mode`` wiegand / both, the frame of ``card``, or of the
+        configured default when None); returns once the keeper has driven the relay on or sent the
+        frame (or raises)."""
+        req: dict[str, Any] = {"op": "grant"}
+        if card is not None:
+            req["card"] = card
+        reply = self.call(req)
+        if reply.get("relay") == "on" or reply.get("wiegand") == "sent":
+            return
+        if "wiegand" in reply:
+            raise DoorError(f"the door keeper sent no Wiegand frame ({reply['wiegand']})")
+        raise DoorError("the door keeper did not turn the relay on")
 
     def lock(self, reason: str = "lock") -> None:
         """Relay off now; never raises (the keeper ends every pulse on its own anyway). Safe in a

@@ -279,8 +279,8 @@ class WiegandSender:
     def send(self, bits: Sequence[int]) -> None:
         """One frame: a pulse per bit on D0 (0) or D1 (1)."""
         for b in bits:
-            start = time.perf_counter()
             self._set(int(b), True)
+            start = time.perf_counter()  # after the line moved: the pulse is never shorter than pulse_s
             while time.perf_counter() - start < self.pulse_s:
                 pass
             self._set(int(b), False)
