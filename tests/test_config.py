@@ -106,7 +106,8 @@ def test_readme_pins_match_the_wiring_diagram() -> None:
     readme = (ROOT / "README.md").read_text()
     diagram = {  # words on a diagram line -> the config key that names its pin
         "IN": "relay_pin", "door contact": "contact_pin", "exit button": "rex_pin",
-        "alternative entry": "alt_entry_pin", "LED": "led_pin", "buzzer": "buzzer_pin"}
+        "alternative entry": "alt_entry_pin", "LED": "led_pin", "buzzer": "buzzer_pin",
+        "Wiegand D0 out": "wiegand_d0_pin", "Wiegand D1 out": "wiegand_d1_pin"}
     wired: dict[str, int] = {}
     for line in readme.splitlines():
         m = re.match(r"\s*pin \d+\s+GPIO(\d+)\s+(.*)", line)
