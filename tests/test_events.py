@@ -294,6 +294,10 @@ def test_gate_to_event_stream_to_mqtt_end_to_end(enrolled: Path, tmp_path: Path)
     (tmp_path / "mqtt.secret").write_text('username = "gate"\npassword = "s3cret"\n')
     (tmp_path / "mqtt.secret").chmod(0o600)
     cfg = gate_config(tmp_path, sock, broker.port)
+    # the door keeper as its own unit runs it: started first, outside the trace (a keeper that the
+    # gate started itself would outlive the gate, and strace -f would wait for it)
+    cfg.write_text(cfg.read_text().replace('[door]\n', f'[door]\nkeeper_socket = "{tmp_path / "keeper.sock"}"\n'))
+    keeper = start("door-keeper", "--config", str(cfg), "--state", str(enrolled))
     ha = Subscriber(broker.port)
     trace = tmp_path / "gate.strace"
     gate = start("run", "--config", str(cfg), "--state", str(enrolled), strace_log=trace)
@@ -325,6 +329,7 @@ def test_gate_to_event_stream_to_mqtt_end_to_end(enrolled: Path, tmp_path: Path)
         gate_out = stop(gate)     # first: its last word (the relay off) goes through the bridge
         time.sleep(1.0)
         bridge_out = stop(bridge) if bridge is not None else ("", "")
+        stop(keeper)
     try:
         # Home Assistant discovery: four read-only entities of one device, and the bridge's availability
         configs = {t: json.loads(p) for t, p, _ in ha.messages if t.startswith("homeassistant/")}
