@@ -347,8 +347,12 @@ def _credentials(vault: Any, name: str, card: str | None, pin: bool) -> tuple[st
 
 def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, embedder: Any) -> dict | None:
     """The enrolled person whom the new one most resembles, when their closest templates reach the
-    gate's threshold: the same person enrolled twice, or relatives the model cannot tell apart."""
-    from edge.match import Gallery, gate_threshold
+    gate's threshold: the same person enrolled twice, or relatives the model cannot tell apart.
+    The gate's threshold is its site calibration (edge.calibration) of the people enrolled now: on a
+    population the model separates poorly, the model's own calibration would call most newcomers
+    someone's look-alike, while the gate itself lets none of them in as another."""
+    from edge.calibration import calibrate
+    from edge.match import Gallery
 
     ids, rows = vault.gallery()
     keep = [i for i, p in enumerate(ids) if p != pid]
@@ -357,7 +361,7 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     others = Gallery([ids[i] for i in keep], rows[keep])
     best = others.person_scores(vault.protect(np.stack(embeddings))).max(axis=0)
     k = int(np.argmax(best))
-    t, _ = gate_threshold(len(others.people) + 1, embedder, cfg.match)
+    t = calibrate(ids, rows, embedder, cfg.match).threshold
     if best[k] < t:
         return None
     return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}

@@ -125,7 +125,8 @@ def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> di
                 ok = sum(r["granted"] for r, _ in faced)
                 key = f"strangers_{kind}"
             fig[key] = {"admitted": ok, "photos": len(rows), "no_face": len(rows) - len(faced),
-                        "rate": (ok / len(rows)) if rows else None}
+                        "rate": (ok / len(rows)) if rows else None,
+                        "face_eye": sum(r.get("used") == "face+eye" for r, _ in faced)}
     return fig
 
 
