@@ -28,6 +28,7 @@ from edge.config import Config, EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
 from edge.vision import eyecrop, facecrop
+from edge.vision.landmarks import detect_padded
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -264,11 +265,7 @@ def find_face(lm: Any, image: np.ndarray, centre: bool = False) -> tuple[np.ndar
     """(image, its largest face) from a ``Landmarker``; a tight face crop is retried with a border
     (the detector needs context), and the bordered image is returned with the face found in it.
     ``centre``: the face nearest the image centre instead (photo collections with bystanders)."""
-    faces = lm.detect(image)
-    if not faces:
-        pad = max(image.shape[:2]) // 3
-        image = np.pad(image, ((pad, pad), (pad, pad), (0, 0)))
-        faces = lm.detect(image)
+    image, faces = detect_padded(lm, image)
     if not faces:
         return image, None
     if centre:
