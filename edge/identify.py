@@ -11,7 +11,6 @@ photo cannot pass it): only the recogniser, with the gate's own decision rule: t
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +24,9 @@ log = logging.getLogger(__name__)
 def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embedder: Any = None) -> int:
     """One result per image; exit 0 when every image was read, 2 when some could not be."""
     from edge import fusion
-    from edge.embed import Embedder, _read_rgb
+    from edge.embed import Embedder, still_images
     from edge.vault import Vault
-    from edge.vision.landmarks import Landmarker, detect_padded
+    from edge.vision.landmarks import detect_padded
 
     vault = Vault.open(state, cfg.vault)
     if embedder is None:
@@ -41,26 +40,21 @@ def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embed
     limits = fusion.thresholds(src, rows, face_model, embedder, cfg.match)
     log.info("%s", limits.eye.summary())
     status = 0
-    with Landmarker(max_faces=cfg.vision.max_faces, static=True,
-                    min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
-        for p in paths:
-            try:
-                image = _read_rgb(p)
-            except MaskgateError as e:
-                print(f"maskgate: error: {e}", file=sys.stderr)
-                status = 2
-                continue
-            image, faces = detect_padded(lm, image)
-            r = (fusion.recognise(vault, embedder, face_model, image, faces[0].landmarks, cfg.match, limits)
-                 if faces else None)
-            if r is None:
-                out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
-                continue
-            match = r.match
-            who = vault.name_of(match.person) if match.person is not None else None
-            out.event({"path": str(p), "masked": r.masked, "who": who, "score": round(match.score, 4),
-                       "threshold": round(r.threshold, 4), "granted": r.granted, "used": r.used},
-                      f"{p}: {'granted' if r.granted else 'denied'} ({r.used}): "
-                      + (f"most like {who} ({match.score:.3f}, threshold {r.threshold:.3f})"
-                         if who is not None else "no one enrolled"))
+    for p, image, lm in still_images(paths, cfg):
+        if image is None:
+            status = 2
+            continue
+        image, faces = detect_padded(lm, image)
+        r = (fusion.recognise(vault, embedder, face_model, image, faces[0].landmarks, cfg.match, limits)
+             if faces else None)
+        if r is None:
+            out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
+            continue
+        match = r.match
+        who = vault.name_of(match.person) if match.person is not None else None
+        out.event({"path": str(p), "masked": r.masked, "who": who, "score": round(match.score, 4),
+                   "threshold": round(r.threshold, 4), "granted": r.granted, "used": r.used},
+                  f"{p}: {'granted' if r.granted else 'denied'} ({r.used}): "
+                  + (f"most like {who} ({match.score:.3f}, threshold {r.threshold:.3f})"
+                     if who is not None else "no one enrolled"))
     return status
