@@ -26,6 +26,16 @@ class Result:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
 
+class Events(list):
+    """A gate's ``emit``: keeps every event, ``of(kind)`` picks one kind."""
+
+    def __call__(self, ev: dict) -> None:
+        self.append(ev)
+
+    def of(self, kind: str) -> list[dict]:
+        return [e for e in self if e["event"] == kind]
+
+
 def maskgate(*args: str, timeout: float = 300, env: dict | None = None) -> Result:
     """Run the installed command as a user would, in a fresh process."""
     p = subprocess.run([sys.executable, "-m", "edge.cli", *map(str, args)], capture_output=True,

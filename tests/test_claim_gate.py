@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import FIXTURES, ROOT, maskgate
+from conftest import FIXTURES, ROOT, Events, maskgate
 from edge import claim as claims
 from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource, demo_clip
@@ -65,14 +65,6 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
                  OTHER_CARD, "--state", state)
     assert r.returncode == 2 and "card 2002 is already Other Person's" in r.stderr
     return state
-
-
-class Events(list):
-    def __call__(self, ev: dict) -> None:
-        self.append(ev)
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self if e["event"] == kind]
 
 
 def run(state: Path, clip: list, cfg: Config = CLAIM, claim=None, gate_hook=None) -> tuple[Gate, Events]:

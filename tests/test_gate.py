@@ -21,7 +21,7 @@ from edge.door import open_door
 from edge.gate import Gate, build
 from edge.vault import VAULT_FILE
 from edge.vision.landmarks import Landmarker
-from conftest import FIXTURES, ROOT, SHARED_DATA, maskgate
+from conftest import FIXTURES, ROOT, SHARED_DATA, Events, maskgate
 
 ENROLL = Path(demo_clip()).parent / "enroll"
 
@@ -63,14 +63,6 @@ def enrolled_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     r = maskgate("enroll", "Demo Person", "--from", ENROLL, "--consent", "signed form #1", "--state", state)
     assert r.returncode == 0, r.stderr
     return state
-
-
-class Events(list):
-    def __call__(self, ev: dict) -> None:
-        self.append(ev)
-
-    def of(self, kind: str) -> list[dict]:
-        return [e for e in self if e["event"] == kind]
 
 
 def run_gate(state: Path, clip: list, challenges: list[str] | None = ("blink",), cfg: Config | None = None,
