@@ -182,7 +182,7 @@ def test_eval_realmask_measures_a_folder_through_the_command(tmp_path):
         for p in paths:
             shutil.copy(p, tmp_path / who / p.name)
     (tmp_path / "notes.txt").write_text("not a person")
-    script = [sys.executable, str(ROOT / "scripts" / "eval_realmask.py")]
+    script = [sys.executable, str(ROOT / "models" / "training" / "eval_realmask.py")]
     r = subprocess.run([*script, str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)

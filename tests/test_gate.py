@@ -280,7 +280,7 @@ def test_eval_gate_script_on_one_clip() -> None:
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_gate.py"), "--clips", "d13", "--json"],
+    r = subprocess.run([sys.executable, str(ROOT / "evaluation" / "eval_gate.py"), "--clips", "d13", "--json"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     *rows, summary = [json.loads(line) for line in r.stdout.splitlines()]

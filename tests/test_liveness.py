@@ -314,7 +314,7 @@ def test_cli_bad_video_exits_2(tmp_path) -> None:
 def test_eval_quick_reports_iso_figures() -> None:
     import subprocess
 
-    p = subprocess.run([sys.executable, str(ROOT / "scripts" / "eval_liveness.py"), "--quick", "--json"],
+    p = subprocess.run([sys.executable, str(ROOT / "evaluation" / "eval_liveness.py"), "--quick", "--json"],
                        capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert p.returncode == 0, p.stderr[-2000:]
     import json

@@ -54,7 +54,7 @@ else:
 log = logging.getLogger("eval_gate")
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos" / "liveportrait"
-ANNOTATIONS = ROOT / "scripts" / "liveness_annotations.toml"
+ANNOTATIONS = ROOT / "evaluation" / "liveness_annotations.toml"
 AFTER_S = 1.5        # the stretch runs this long after the action ends (verify needs a few frames)
 ENROL_FRAMES = 6     # frames per person, as `maskgate enroll` keeps at most 5 templates from them
 MARGIN_S = 0.5       # enrolment frames stay this far from any tested stretch

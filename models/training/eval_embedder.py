@@ -33,7 +33,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))
 from edge.embed import load_spec  # noqa: E402
 from edge.match import threshold_for  # noqa: E402
 import embedder_data as D  # noqa: E402
@@ -183,9 +183,9 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--models", type=Path, default=HERE.parent / "models")
+    ap.add_argument("--models", type=Path, default=HERE.parents[1] / "models")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "maskgate-embedder")
-    ap.add_argument("--runtime-python", default=str(HERE.parent / ".venv" / "bin" / "python"))
+    ap.add_argument("--runtime-python", default=str(HERE.parents[1] / ".venv" / "bin" / "python"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-teacher", action="store_true", help="skip the dlib baseline")
     ap.add_argument("--teacher-folds", default="10",

@@ -52,7 +52,7 @@ else:
 log = logging.getLogger("eval_liveness")
 
 DATA = ROOT.parent / "shared" / "data"
-ANNOTATIONS = ROOT / "scripts" / "liveness_annotations.toml"
+ANNOTATIONS = ROOT / "evaluation" / "liveness_annotations.toml"
 ATTACKS = ("still", "moved", "rotated", "scaled", "tilted", "curled", "shaken", "print", "bent", "rolled")
 # Radii (x the print's width) of the cylinder a print is bent round: "bent" is a gentle bow held in two
 # hands, "rolled" a print rolled tight round the face; "curled" uses one of each per photo.

@@ -94,7 +94,7 @@ def read_rgb(path: Path) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=HERE.parent / "models")
+    ap.add_argument("--out", type=Path, default=HERE.parents[1] / "models")
     ap.add_argument("--work", type=Path, default=Path("/tmp/face-work"))
     ap.add_argument("--check", type=int, default=500, help="LFW images for the agreement check")
     ap.add_argument("--eval-dlib", action="store_true",

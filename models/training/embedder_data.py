@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 import sys  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
