@@ -316,6 +316,11 @@ class ChallengeSession:
     def step(self) -> str | None:
         return self.steps[self._step] if 0 <= self._step < len(self.steps) else None
 
+    @property
+    def prompt_t(self) -> float | None:
+        """Frame time of the first prompt (None before it): what an answer's latency is measured from."""
+        return self._prompt_t
+
     def _finish(self, t: float, passed: bool, reason: str) -> Verdict:
         start = self._prompt_t if self._prompt_t is not None else (self._first_t or t)
         self.verdict = Verdict(passed, None if passed else self.step, reason, round(t - start, 3))

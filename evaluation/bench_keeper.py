@@ -22,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.audit import AuditLog
+from edge.errors import DoorError
+from edge.keeper import KeeperDoor
 
-from edge.audit import AuditLog  # noqa: E402
-from edge.errors import DoorError  # noqa: E402
-from edge.keeper import KeeperDoor  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _figures(ms: list[float]) -> dict[str, float]:

@@ -32,19 +32,18 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.camera import Frame, frames
+from edge.camera.replay import ReplaySource
+from edge.config import Config
+from edge.door import open_door
+from edge.embed import Embedder
+from edge.enroll import judge_face
+from edge.gate import AGREEMENT_MIN, Gate
+from edge.match import gate_threshold
+from edge.vault import Vault
+from edge.vision.landmarks import Landmarker
 
-from edge.camera import Frame, frames  # noqa: E402
-from edge.camera.replay import ReplaySource  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.door import open_door  # noqa: E402
-from edge.embed import Embedder  # noqa: E402
-from edge.enroll import judge_face  # noqa: E402
-from edge.gate import AGREEMENT_MIN, Gate  # noqa: E402
-from edge.match import gate_threshold  # noqa: E402
-from edge.vault import Vault  # noqa: E402
-from edge.vision.landmarks import Landmarker  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -36,13 +36,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.camera import Frame
+from edge.config import LivenessConfig
+from edge.liveness import ChallengeSession, STEPS, sequences
+from edge.vision.landmarks import Face, Landmarker
 
-from edge.camera import Frame  # noqa: E402
-from edge.config import LivenessConfig  # noqa: E402
-from edge.liveness import ChallengeSession, STEPS, sequences  # noqa: E402
-from edge.vision.landmarks import Face, Landmarker  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -78,8 +77,8 @@ def judge(faces: list[list[Face]], times: list[float], steps: list[str], cfg: Li
     for i, (fs, t) in enumerate(zip(faces, times)):
         v = s.update(Frame(empty, t, i), fs)
         if v is not None:
-            return v, t, s._prompt_t
-    return None, times[-1] if times else 0.0, s._prompt_t
+            return v, t, s.prompt_t
+    return None, times[-1] if times else 0.0, s.prompt_t
 
 
 # ---------- genuine ----------

@@ -35,10 +35,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.privacy import image_traces, media_kind, media_name
 
-from edge.privacy import image_traces, media_kind, media_name  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CLIPS = [ROOT / "edge" / "demo" / "clip.mp4", *sorted((ROOT / "tests" / "fixtures").glob("*.mp4"))]
 ENROLL = ROOT / "edge" / "demo" / "enroll"

@@ -12,12 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from edge.display.demo import TOUR
+from edge.display.i18n import LANGUAGES, translator
+from edge.display.render import Renderer
 
-from edge.display.demo import TOUR  # noqa: E402
-from edge.display.i18n import LANGUAGES, translator  # noqa: E402
-from edge.display.render import Renderer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def name(s) -> str:

@@ -31,15 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.embed import load_spec
+from edge.match import threshold_for
+import embedder_data as D
+import embedder_teacher
+from embedder_metrics import summary
+from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, teacher_targets, tflite_embed
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1]))
-from edge.embed import load_spec  # noqa: E402
-from edge.match import threshold_for  # noqa: E402
-import embedder_data as D  # noqa: E402
-import embedder_teacher  # noqa: E402
-from embedder_metrics import summary  # noqa: E402
-from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, teacher_targets, tflite_embed  # noqa: E402
 
 log = logging.getLogger("eval_embedder")
 SETTINGS = ("unmasked", "masked_probe", "masked_both")

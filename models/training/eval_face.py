@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_data as D
+from embedder_metrics import far_threshold, summary
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-import embedder_data as D  # noqa: E402
-from embedder_metrics import far_threshold, summary  # noqa: E402
 
 log = logging.getLogger("eval_face")
 TRAIN_FOLDS, DEV_FOLD, TEST_FOLDS = (0, 1, 2, 3), 4, (5, 6, 7, 8, 9)

@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from embedder_metrics import summary
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-from embedder_metrics import summary  # noqa: E402
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
 

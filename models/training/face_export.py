@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_teacher as T
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import embedder_teacher as T  # noqa: E402
 
 log = logging.getLogger("face_export")
 FILE = "face_embedder_int8.tflite"

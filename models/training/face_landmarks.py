@@ -18,10 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parents[1]))
-import embedder_data as D  # noqa: E402
+import embedder_data as D
 
 log = logging.getLogger("face_landmarks")
 

@@ -40,13 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_data as D
+import embedder_teacher
+from embedder_loss import distill_cosface, learning_rate
+from embedder_metrics import cross_scores, far_threshold, summary
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-sys.path.insert(0, str(HERE))
-import embedder_data as D  # noqa: E402
-import embedder_teacher  # noqa: E402
-from embedder_loss import distill_cosface, learning_rate  # noqa: E402
-from embedder_metrics import cross_scores, far_threshold, summary  # noqa: E402
 
 log = logging.getLogger("train_embedder")
 
