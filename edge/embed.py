@@ -232,7 +232,7 @@ class Embedder(_CheckedModel):
 
 
 class FaceEmbedder(_CheckedModel):
-    """The whole-face embedding (dlib's face network, CC0, exported by scripts/face_export.py) of an
+    """The whole-face embedding (dlib's face network, CC0, exported by models/training/face_export.py) of an
     uncovered face: what the eye region alone cannot tell apart. Its scores are fused with the eye
     embedder's (``edge.fusion``) only when the lower face is visible (``edge.vision.mask``)."""
 

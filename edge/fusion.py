@@ -8,7 +8,7 @@ When the probe's lower face is visible and a template has a face embedding, that
     fused = eye_weight * eye cosine + face_weight * face cosine + offset
 
 with the coefficients, threshold and tail of ``[face.fusion]`` in ``models/manifest.toml`` (fitted on
-LFW fold 5 by ``scripts/eval_face.py``; the fused score is on the eye score's scale: same impostor
+LFW fold 5 by ``models/training/eval_face.py``; the fused score is on the eye score's scale: same impostor
 mean and spread). Templates without a face embedding, and covered probes, use the eye score shifted
 by the difference of the two thresholds, so one threshold judges every template.
 

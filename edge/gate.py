@@ -45,7 +45,7 @@ MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 # The embeddings before and after the challenge must agree this well (cosine of their means). Lower
 # than the match threshold on purpose: one person's eye region changes with expression (squint, raised
 # brows) within seconds, and a face swapped in mid-approach is also caught by the fused search, whose
-# mean over both halves an intruder's own frames drag down. Set from scripts/eval_gate.py figures.
+# mean over both halves an intruder's own frames drag down. Set from evaluation/eval_gate.py figures.
 AGREEMENT_MIN = 0.3
 # Frames of patience while collecting embeddings before giving up on an approach.
 COLLECT_PATIENCE = 45

@@ -7,7 +7,7 @@ request, the keeper driving the relay on, and its reply (sent after the pin move
 is an upper bound on decision -> relay on. For comparison it times what the gate used to do before
 the relay: one audit append (line + head, two fsyncs) in the same state directory.
 
-    .venv/bin/python scripts/bench_keeper.py [--n 200] [--json]
+    .venv/bin/python evaluation/bench_keeper.py [--n 200] [--json]
 """
 
 from __future__ import annotations

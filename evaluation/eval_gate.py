@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The whole gate on real people: how often it lets the right person in, and how fast.
 
-Every person in the annotated LivePortrait clips (``scripts/liveness_annotations.toml``) is enrolled
+Every person in the annotated LivePortrait clips (``evaluation/liveness_annotations.toml``) is enrolled
 into one vault from frames of their clip *outside* every tested stretch. Then, for each annotated
 action, the gate (edge.gate.Gate: tracking, the challenge, verify, 1:N match, decision, mock relay)
 runs on the stretch that starts ``--lead-s`` before the person acts, with that action as the
@@ -13,7 +13,7 @@ challenge. Figures:
 - action done -> relay on (clip time): what the gate adds after the person has answered;
 - compute per frame (wall clock: landmarks + the gate's own turn) on this machine.
 
-    .venv/bin/python scripts/eval_gate.py [--videos DIR] [--clips d10 d13 ...] [--lead-s 1.5] [--json]
+    .venv/bin/python evaluation/eval_gate.py [--videos DIR] [--clips d10 d13 ...] [--lead-s 1.5] [--json]
 
 Nothing is written to disk but a temporary vault; figures go to stdout.
 """

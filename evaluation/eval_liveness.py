@@ -2,7 +2,7 @@
 """ISO/IEC 30107-3 figures for the liveness challenge: APCER per attack type, BPCER, replay chance.
 
 Genuine (bona fide) presentations: the hand-annotated actions in the LivePortrait clips
-(``scripts/liveness_annotations.toml``), each judged as a one-step challenge that is prompted about
+(``evaluation/liveness_annotations.toml``), each judged as a one-step challenge that is prompted about
 1 s before the person acts, at the clip's own rate and subsampled to 15 and 10 fps.
 
 Attacks: still photos (LFW deep-funneled, ORL faces) printed and presented to the camera, rendered as
@@ -14,8 +14,8 @@ Every attacker is adaptive: when asked to turn left, the photo is turned to the 
 Replay: every possible challenge sequence run against every genuine clip from several starting
 points; the fraction that passes is the chance a replayed recording answers a random challenge.
 
-    python scripts/eval_liveness.py            # full run (>= 300 attack clips), 2 worker processes
-    python scripts/eval_liveness.py --quick    # the CI subset, a minute or two
+    python evaluation/eval_liveness.py            # full run (>= 300 attack clips), 2 worker processes
+    python evaluation/eval_liveness.py --quick    # the CI subset, a minute or two
 
 Nothing is written to disk; figures go to stdout (``--json`` for one object per line).
 """

@@ -14,7 +14,7 @@ does not depend on which: a secret orthogonal transform keeps every cosine withi
 between two independent keys it is a Haar-random rotation, so a cross-key score of unit vectors
 is distributed like the cosine of two random unit vectors, N(0, 1/dim), whatever the inputs.
 
-    python scripts/eval_vault.py [--synthetic] [--dim 128] [--templates 5]
+    python evaluation/eval_vault.py [--synthetic] [--dim 128] [--templates 5]
 """
 
 from __future__ import annotations

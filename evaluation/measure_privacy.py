@@ -15,7 +15,7 @@ and prints:
   afterwards.
 
 Exit 0 when all of it is clean, 1 otherwise. Run it niced; 10 minutes of footage takes a while on
-two cores: ``nice -n 10 .venv/bin/python scripts/measure_privacy.py --minutes 10``.
+two cores: ``nice -n 10 .venv/bin/python evaluation/measure_privacy.py --minutes 10``.
 
 The recording is built by this script (not by the gate) in a temporary folder that is deleted at
 the end; it is the only video file written, and it is written before tracing starts.

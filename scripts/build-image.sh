@@ -109,6 +109,7 @@ rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt"
 stamp "maskgate installed in rootfs"
 if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
+  rm -rf "$root/opt/maskgate/models/training"   # the recipe stays in the repository: a gate carries what it runs
 fi
 install -m 755 "$repo/scripts/firstboot" "$root/usr/local/sbin/maskgate-firstboot"
 install -m 755 "$repo/scripts/maskgate-admin" "$root/usr/local/bin/maskgate"   # runs as the service user

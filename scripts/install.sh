@@ -68,6 +68,7 @@ run "${pip[@]}" install --no-deps --force-reinstall "$repo"
 if [ -d "$repo/models" ]; then
   run rm -rf "$prefix/models.new"
   run cp -r "$repo/models" "$prefix/models.new"
+  run rm -rf "$prefix/models.new/training"   # the recipe stays in the repository: a gate carries what it runs
   run rm -rf "$prefix/models"
   run mv "$prefix/models.new" "$prefix/models"
 fi

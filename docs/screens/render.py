@@ -3,7 +3,7 @@
 (edge.display.render, the same code that fills the framebuffer), for README. No camera, no face:
 a screen holds only text and icons.
 
-    python scripts/screenshots.py                 # docs/screens/<lang>-<screen>.png, 400x240, palette PNG
+    python docs/screens/render.py                 # docs/screens/<lang>-<screen>.png, 400x240, palette PNG
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ this file with the gate's own interpreter (``.venv/bin/python``) and reads the c
 The landmarks are made by the gate's own ``Landmarker`` in static mode, so training crops are cut
 exactly as the gate cuts them.
 
-    python scripts/embedder_landmarks.py --data ../shared/data --out /work/tmp/embedder/landmarks.npz
+    python models/training/embedder_landmarks.py --data ../shared/data --out /work/tmp/embedder/landmarks.npz
 """
 
 from __future__ import annotations

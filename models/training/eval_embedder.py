@@ -1,6 +1,6 @@
 """Evaluate the eye embedder against the full-face dlib teacher, unmasked and with synthetic masks.
 
-    python scripts/eval_embedder.py --data ../shared/data --models models/
+    python models/training/eval_embedder.py --data ../shared/data --models models/
 
 LFW View 2, folds 6-10 (nobody in them, nor in fold 5, was trained on): genuine pairs are the
 pairs.txt match pairs of those folds; impostor pairs are *all* cross-identity pairs among the images

@@ -4,10 +4,10 @@
 Runs with the gate's own venv and the gate's own code (Landmarker landmarks cached by
 ``face_landmarks.py``, ``edge.embed.Embedder`` / ``FaceEmbedder``, ``edge.vision.mask``):
 
-    .venv/bin/python scripts/face_landmarks.py --out /tmp/face-work/landmarks.npz
-    .venv/bin/python scripts/eval_face.py fit      # facecrop.TEMPLATE from dlib's LFW chips (folds 1-4)
-    .venv/bin/python scripts/eval_face.py embed    # eye + face embeddings, bare and synthetic-masked (cached)
-    .venv/bin/python scripts/eval_face.py report [--write-manifest] [--dlib /tmp/face-work/dlib_eval.npz]
+    .venv/bin/python models/training/face_landmarks.py --out /tmp/face-work/landmarks.npz
+    .venv/bin/python models/training/eval_face.py fit      # facecrop.TEMPLATE from dlib's LFW chips (folds 1-4)
+    .venv/bin/python models/training/eval_face.py embed    # eye + face embeddings, bare and synthetic-masked (cached)
+    .venv/bin/python models/training/eval_face.py report [--write-manifest] [--dlib /tmp/face-work/dlib_eval.npz]
 
 What each step fits, and on what (nothing is fitted on a test set):
 - the chip template: LFW View 2 folds 1-4, against dlib's own 5-point chips (teacher file);
@@ -394,7 +394,7 @@ def write_manifest(res: dict, w: np.ndarray, b: float, thr: float) -> None:
     fmt = lambda xs: "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"  # noqa: E731
     text += f"""
 
-# ---- the whole-face embedder (dlib's face ResNet, CC0; scripts/face_export.py, scripts/eval_face.py)
+# ---- the whole-face embedder (dlib's face ResNet, CC0; models/training/face_export.py, models/training/eval_face.py)
 # Its own table, so the eye templates' embedding space (edge.embed.space_of) does not change.
 [face]
 default = "int8"

@@ -11,7 +11,7 @@ with dlib's 5-point landmarks stored in ``../shared/data/teacher``), the TFLite 
 dlib's own descriptor of that chip. The gate's chips (from MediaPipe) are compared with dlib's
 descriptors by ``eval_face.py`` (the whole path). Runs in the training venv (MODEL_CARD.md):
 
-    venv-train/bin/python scripts/face_export.py --data ../shared/data --out models/ --work /tmp/face-work
+    venv-train/bin/python models/training/face_export.py --data ../shared/data --out models/ --work /tmp/face-work
 """
 
 from __future__ import annotations

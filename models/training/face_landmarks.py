@@ -6,7 +6,7 @@ the work folder, never in the repository). Tight crops the detector misses are r
 as ``maskgate embed`` does (``edge.embed.find_face``); ``pad`` records the border so the same padded
 image can be rebuilt.
 
-    .venv/bin/python scripts/face_landmarks.py --data ../shared/data --out /tmp/face-work/landmarks.npz
+    .venv/bin/python models/training/face_landmarks.py --data ../shared/data --out /tmp/face-work/landmarks.npz
 """
 
 from __future__ import annotations
