@@ -3,7 +3,7 @@
 Fail secure is the rule everything here serves: the relay is driven off when the door object is
 made, when a pulse ends, when the door shuts after an opening, on ``close()``, at interpreter exit
 (``atexit``) and, through :mod:`edge.service`, on SIGTERM / SIGINT. After ``close()`` the relay pin
-is released as an input, so the external pull-down (README, "Wiring") holds a dead process's relay
+is released as an input, so the external pull-down (docs/installer.md, "Wiring") holds a dead process's relay
 off as well.
 
 Two hardware backends share the same logic: ``gpiozero`` (a Raspberry Pi; ``mock`` is gpiozero's

@@ -428,7 +428,7 @@ class Gate:
         self._indicate("idle")
 
     def _indicate(self, *patterns: str) -> None:
-        """The LED / buzzer (README, "Door"): a steady state, then a one-off pattern over it. "idle"
+        """The LED / buzzer (docs/installer.md, "LED and buzzer"): a steady state, then a one-off pattern over it. "idle"
         shows the fault pattern while the audit log cannot be written."""
         for p in patterns:
             if p == "idle" and getattr(self.audit, "failing", False) is True:

@@ -22,7 +22,7 @@ the service user can enter: whoever can connect can unlock, exactly as whoever c
 Fail secure inside the keeper: every catchable signal drives the relay off before anything else and
 then stops the keeper (systemd's ``Restart=always`` brings it back); SIGKILL and native crashes are
 covered by the unit's ``ExecStopPost=maskgate door-keeper --relay-off``, which opens the lines again
-and drives the relay off, and by the external pull-down on the relay line (README, "Wiring").
+and drives the relay off, and by the external pull-down on the relay line (docs/installer.md, "Wiring").
 The keeper writes its own door events to the audit log, under the log's cross-process lock.
 """
 

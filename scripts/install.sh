@@ -95,6 +95,6 @@ if [ "$dry" = 1 ] || [ -f "$config" ]; then
     say "started; follow it with: journalctl -u maskgate -f"
   fi
 else
-  say "installed; no $config yet: write /etc/maskgate/maskgate.toml (README), then" \
+  say "installed; no $config yet: write /etc/maskgate/maskgate.toml (docs/installer.md), then" \
       "run /usr/local/sbin/maskgate-firstboot --boot-config /etc/maskgate/maskgate.toml && systemctl start maskgate"
 fi

@@ -244,7 +244,7 @@ def test_gpiozero_on_a_board_that_is_not_a_pi_says_what_to_do(monkeypatch):
 
 def test_gpiod_backend_reports_a_clear_error_without_hardware():
     """Where libgpiod's bindings are missing the error says how to install them; where they exist
-    but the chip does not, it names the chip. (No gpio-sim here: see README, "Door".)"""
+    but the chip does not, it names the chip. (No gpio-sim here: see docs/installer.md, "On a Jetson".)"""
     with pytest.raises(DoorError) as e:
         open_door(DoorConfig(backend="gpiod", gpiochip="/dev/gpiochip-missing"))
     assert "gpiod" in str(e.value) and "\n" not in str(e.value)

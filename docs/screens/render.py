@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Screenshots of every resident screen in every language, drawn by the gate's own renderer
-(edge.display.render, the same code that fills the framebuffer), for README. No camera, no face:
+(edge.display.render, the same code that fills the framebuffer), for docs/residents.md. No camera, no face:
 a screen holds only text and icons.
 
     python docs/screens/render.py                 # docs/screens/<lang>-<screen>.png, 400x240, palette PNG
