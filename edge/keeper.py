@@ -105,7 +105,7 @@ class Keeper:
     def __init__(self, cfg: Config, state: Path, path: Path | None = None, pin_factory: Any = None) -> None:
         from edge.audit import AuditLog
         from edge.door import open_door
-        from edge.service import audit_door_events
+        from edge.lifecycle import audit_door_events
 
         self.cfg = cfg
         self.state = Path(state)
@@ -281,7 +281,7 @@ def serve(cfg: Config, state: Path, path: Path | None = None) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger("edge").setLevel(logging.INFO)  # door events belong in the journal
     privacy.install()  # no frame ever comes here, and no IP socket either
-    from edge.service import Notifier
+    from edge.lifecycle import Notifier
 
     notifier = Notifier()
     keeper = Keeper(cfg, state, path)
