@@ -260,7 +260,7 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
     from edge.camera.replay import read_image
     from edge.vision.landmarks import Landmarker
 
-    demo = Path(__file__).parent / "demo" / "enroll"
+    demo = Path(__file__).parent.parent / "demo" / "enroll"
     names = [entry.get("known_answer_image", KNOWN_ANSWER[0]), KNOWN_ANSWER[1]]
     vecs = []
     with Landmarker(1, static=True) as lm:
