@@ -1,7 +1,7 @@
 """``maskgate diag`` and ``maskgate preview`` on this machine: no camera, mock pins, real files.
 
 Every check runs for real; the board/clock checks also run against small fake /proc and /sys trees
-(``diag.SYS``) to reach the statuses this machine cannot show (a hot Pi, an RTC).
+(``diag.base.SYS``) to reach the statuses this machine cannot show (a hot Pi, an RTC).
 """
 
 from __future__ import annotations
@@ -408,7 +408,7 @@ def fake_root(tmp_path: Path, model: str | None = None, temp_mc: int | None = No
     (None, None, "warn", "no /sys/class/thermal"),
 ])
 def test_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, temp, status, words) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, model, temp))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, model, temp))
     f = diag.check_board(ctx_for(tmp_path))
     assert f.status == status
     assert words in f.detail + f.hint
@@ -417,14 +417,14 @@ def test_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, temp, sta
 
 
 def test_pi_without_vcgencmd_says_how_to_read_throttling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", 50000))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", 50000))
     monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd on this PATH
     f = diag.check_board(ctx_for(tmp_path))
     assert f.status == "warn" and "vcgencmd missing" in f.detail and "libraspberrypi-bin" in f.hint
 
 
 def test_pi_throttling_from_vcgencmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4", 60000))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4", 60000))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tool = bin_dir / "vcgencmd"  # the firmware tool's real output format, from a script
@@ -442,9 +442,9 @@ def test_throttle_flags() -> None:
 
 
 def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, rtc=True))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, rtc=True))
     assert diag.check_clock(ctx_for(tmp_path)).status == "ok"
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path / "b"))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path / "b"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl: no time source either
     f = diag.check_clock(ctx_for(tmp_path))
     assert f.status == "fail" and "no real-time clock and no time source" in f.detail
@@ -456,7 +456,7 @@ def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_service_without_systemd_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path))
     f = diag.check_service(ctx_for(tmp_path))
     assert f.status == "warn" and "systemd is not running" in f.detail
 

@@ -1,0 +1,83 @@
+"""What every check shares: the ``Finding`` a check returns, the ``Context`` it may look at, and
+small helpers for reading the host (files under ``SYS``, a command's output).
+
+The checks read ``SYS`` as ``base.SYS`` at call time, so one assignment (a test's fake tree) moves
+them all.
+"""
+
+from __future__ import annotations
+
+import importlib
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NamedTuple
+
+from edge.config import Config
+
+# Root of the files the board/clock checks read (/proc, /sys, /dev); tests point it at a fake tree.
+SYS = Path("/")
+
+
+class Finding(NamedTuple):
+    """What one check saw: status, one line of detail, and what to do (may be empty)."""
+
+    status: str
+    detail: str
+    hint: str = ""
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every check may look at."""
+
+    cfg: Config
+    state: Path
+    yes: bool = False
+    pin_factory: Any = None  # gpiozero pins for the door check: None = what door.backend says
+
+
+def _ok(detail: str, hint: str = "") -> Finding:
+    return Finding("ok", detail, hint)
+
+
+def _warn(detail: str, hint: str = "") -> Finding:
+    return Finding("warn", detail, hint)
+
+
+def _fail(detail: str, hint: str = "") -> Finding:
+    return Finding("fail", detail, hint)
+
+
+def _module(name: str) -> ModuleType | None:
+    """``edge.<name>``, or None when this build does not have it yet (other import errors propagate)."""
+    try:
+        return importlib.import_module(f"edge.{name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"edge.{name}":
+            return None
+        raise
+
+
+def _missing(name: str) -> Finding:
+    return _warn(f"{name} not installed", f"this build of maskgate has no edge/{name}.py")
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").strip("\x00\n ")
+    except OSError:
+        return None
+
+
+def _run(cmd: list[str], timeout: float = 5.0) -> str | None:
+    """A command's stdout, or None when it is not installed, fails or hangs."""
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return p.stdout if p.returncode == 0 else None
