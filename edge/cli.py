@@ -164,9 +164,9 @@ def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     if not args.checks or "camera" in args.checks:
         privacy.install()  # the camera check looks at live frames
-    from edge import diag
+    from edge.commands import diag as diag_cmd
 
-    return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
+    return diag_cmd.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
 
 def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -193,9 +193,9 @@ def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # live frames on the screen only, never on disk or the network
-    from edge import diag
+    from edge.commands import diag as diag_cmd
 
-    return diag.preview(cfg, out, text_only=args.text)
+    return diag_cmd.preview(cfg, out, text_only=args.text)
 
 
 def _access_options(sp: argparse.ArgumentParser, change: bool = False) -> None:

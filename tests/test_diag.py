@@ -23,6 +23,7 @@ import pytest
 
 from edge import config, diag
 from edge.cli import Output
+from edge.commands import diag as diag_cmd
 from edge.embed import load_spec
 from tests.conftest import FIXTURES, ROOT, maskgate
 
@@ -111,7 +112,7 @@ def test_a_crashing_check_fails_alone(state: Path, monkeypatch: pytest.MonkeyPat
         raise ZeroDivisionError("boom")
 
     monkeypatch.setitem(diag.CHECKS, "clock", broken)
-    rc = diag.run_checks(["clock", "disk"], config.Config(), state, Output(True))
+    rc = diag_cmd.run_checks(["clock", "disk"], config.Config(), state, Output(True))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rc == 1
     assert lines[0]["status"] == "fail" and "internal error: ZeroDivisionError: boom" in lines[0]["detail"]

@@ -9,36 +9,33 @@ unexpected exception becomes that check's ``fail`` line. Nothing here writes a f
 The checks live one area to a module (camera, models, door, claim, vault, audit, system for the
 clock, board, disk and service; display and sound are edge.display.check's); this module holds the
 registry ``CHECKS``, the runner that keeps one check's crash from stopping the others, and
-``Result``, what one check says. ``preview`` (the positioning aid) is in preview.py.
+``Result``, what one check says. What ``preview`` (the positioning aid) measures is in preview.py.
+Nothing here prints: the table, the JSON lines and the preview's window are edge/commands/diag.py's.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from edge.config import Config
 from edge.diag.audit import check_audit
 from edge.diag.base import Context, Finding
 from edge.diag.camera import check_camera
 from edge.diag.claim import check_claim
 from edge.diag.door import check_door
 from edge.diag.models import check_models
-from edge.diag.preview import distance_hint, preview, reading
+from edge.diag.preview import Preview, distance_hint, reading
 from edge.diag.system import check_board, check_clock, check_disk, check_service, clock_sources, throttle_flags
 from edge.diag.vault import check_vault
-from edge.errors import ConfigError, MaskgateError
+from edge.errors import MaskgateError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHECKS", "Context", "Finding", "Result", "check_audit", "check_board", "check_camera", "check_claim",
-           "check_clock", "check_disk", "check_display", "check_door", "check_models", "check_service",
-           "check_sound", "check_vault", "clock_sources", "distance_hint", "format_row", "preview", "reading",
-           "run_checks", "run_one", "throttle_flags"]
+__all__ = ["CHECKS", "Context", "Finding", "Preview", "Result", "check_audit", "check_board", "check_camera",
+           "check_claim", "check_clock", "check_disk", "check_display", "check_door", "check_models",
+           "check_service", "check_sound", "check_vault", "clock_sources", "distance_hint", "reading", "run_one",
+           "throttle_flags"]
 
 
 @dataclass(frozen=True)
@@ -99,40 +96,3 @@ def run_one(name: str, ctx: Context) -> Result:
                       "run `maskgate diag --debug " + name + "` and report the traceback")
     return Result(name, *f)
 
-
-# ---- output ----
-
-_COLOURS = {"ok": "\033[32m", "warn": "\033[33m", "fail": "\033[31m"}
-
-
-def _colour() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ and os.environ.get("TERM") != "dumb"
-
-
-def format_row(r: Result, width: int, colour: bool = False) -> str:
-    """One aligned table row (status, check, detail) and, indented under it, the hint."""
-    status = f"{r.status:<4}"
-    if colour:
-        status = f"{_COLOURS[r.status]}{status}\033[0m"
-    line = f"{status}  {r.check:<{width}}  {r.detail}"
-    if r.hint:
-        line += f"\n{'':<4}  {'':<{width}}  -> {r.hint}"
-    return line
-
-
-def run_checks(names: list[str], cfg: Config, state: Path, out: Any, yes: bool = False) -> int:
-    """Run the named checks (all when none), print one line each; 1 when any fails."""
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise ConfigError(f"unknown check {unknown[0]!r} (checks: {', '.join(CHECKS)})")
-    selected = list(dict.fromkeys(names)) or list(CHECKS)
-    ctx = Context(cfg, state, yes)
-    width = max(len(n) for n in selected)
-    colour = not out.json and _colour()
-    counts = {"ok": 0, "warn": 0, "fail": 0}
-    for name in selected:
-        r = run_one(name, ctx)
-        counts[r.status] += 1
-        out.event(r.as_dict(), format_row(r, width, colour))
-    out.text(f"{len(selected)} check{'s' if len(selected) > 1 else ''}: {counts['ok']} ok, {counts['warn']} warn, {counts['fail']} fail")
-    return 1 if counts["fail"] else 0

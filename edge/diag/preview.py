@@ -1,18 +1,18 @@
-"""``maskgate preview``: the camera positioning aid. The face box, head pose, pupil distance and a
-distance hint, live, in a window or on the terminal. Nothing is saved.
+"""``maskgate preview``, the camera positioning aid: what it measures on each frame.
+
+The face box, head pose, pupil distance and a distance hint for the largest face, from the
+configured source, frame after frame until the source ends or the caller stops. Frames stay in
+memory; nothing is saved. Showing them (a window, a terminal readout, JSON lines) is the command's
+job (edge/commands/diag.py).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
 import threading
-from typing import Any
-
-import numpy as np
+from typing import Any, Iterator
 
 from edge.config import Config
+
 
 def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: tuple[int, int],
                   min_pd: float) -> str:
@@ -29,15 +29,6 @@ def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: 
     return "good distance"
 
 
-def _has_display() -> bool:
-    """A window can be shown: a display is set and this OpenCV was built with a GUI backend."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return False
-    import cv2
-
-    return "GUI:                           NONE" not in cv2.getBuildInformation()
-
-
 def reading(t: float, faces: list[Any], size: tuple[int, int], min_pd: float) -> dict[str, Any]:
     """The preview's figures for one frame: pose, pupil distance and the hint for its largest face."""
     from edge.vision import geometry
@@ -52,84 +43,44 @@ def reading(t: float, faces: list[Any], size: tuple[int, int], min_pd: float) ->
             "hint": distance_hint(pd, face.box, size, min_pd)}
 
 
-def _reading_text(r: dict[str, Any]) -> str:
-    if not r["face"]:
-        return f"{r['t']:7.2f}s  no face"
-    return (f"{r['t']:7.2f}s  yaw {r['yaw']:+4.0f}  pitch {r['pitch']:+4.0f}  roll {r['roll']:+4.0f}  "
-            f"pupils {r['pupil_distance']:4.0f} px  {r['hint']}")
+class Preview:
+    """The configured camera and a face-mesh tracker, open until closed (a context manager)."""
 
+    def __init__(self, cfg: Config) -> None:
+        from edge.camera import open_source
+        from edge.vision.landmarks import Landmarker
 
-def _draw(image: np.ndarray, faces: list[Any], r: dict[str, Any]) -> np.ndarray:
-    import cv2
+        self.cfg = cfg
+        self.source = open_source(cfg.camera)
+        v = cfg.vision
+        try:
+            self.landmarker = Landmarker(1, min_detection_confidence=v.min_detection_confidence,
+                                         min_tracking_confidence=v.min_tracking_confidence)
+        except BaseException:
+            self.source.close()
+            raise
 
-    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    if faces:
-        x0, y0, x1, y1 = (int(v) for v in faces[0].box)
-        good = r["hint"] == "good distance"
-        colour = (0, 200, 0) if good else (0, 200, 255)
-        cv2.rectangle(bgr, (x0, y0), (x1, y1), colour, 2)
-        for p in faces[0].pupils:
-            cv2.circle(bgr, (int(p[0]), int(p[1])), 3, colour, -1)
-    text = _reading_text(r).split("s  ", 1)[1]
-    cv2.putText(bgr, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(bgr, text, (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-    return bgr
+    @property
+    def name(self) -> str:
+        return self.source.name
 
+    def readings(self, stop: threading.Event) -> Iterator[tuple[Any, list[Any], dict[str, Any]]]:
+        """(frame, faces, reading) for each frame until the source ends or ``stop`` is set."""
+        min_pd = self.cfg.vision.min_pupil_distance_px
+        while not stop.is_set() and (frame := self.source.read()) is not None:
+            faces = self.landmarker.detect(frame.image)  # the Landmarker keeps MediaPipe's first-face warning quiet
+            h, w = frame.image.shape[:2]
+            yield frame, faces, reading(frame.t, faces, (w, h), min_pd)
 
-def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
-    """Show the camera with face box, pose, pupil distance and a distance hint until Ctrl-C (or 'q').
+    def close(self) -> None:
+        """The tracker, then the camera."""
+        try:
+            self.landmarker.close()
+        finally:
+            self.source.close()
 
-    A window when there is a display, else a readout in the terminal (updated in place on a TTY, one
-    line per reading otherwise, five readings a second). Nothing is saved. A recording ends the
-    preview when it ends.
-    """
-    from edge.camera import open_source
-    from edge.vision.landmarks import Landmarker
+    def __enter__(self) -> Preview:
+        return self
 
-    window = not text_only and not out.json and _has_display()
-    in_place = not window and not out.json and sys.stdout.isatty()
-    source = open_source(cfg.camera)
-    v = cfg.vision
-    next_t = -1.0
-    # Ctrl-C sets a flag the loop reads between frames: a KeyboardInterrupt raised inside MediaPipe's
-    # Python wrapper can leave its graph mid-packet, and closing it then may never return.
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) \
-        if threading.current_thread() is threading.main_thread() else None
-    try:
-        with Landmarker(1, min_detection_confidence=v.min_detection_confidence,
-                        min_tracking_confidence=v.min_tracking_confidence) as lm:
-            if not window:
-                out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
-            while not stop.is_set() and (frame := source.read()) is not None:
-                faces = lm.detect(frame.image)  # the Landmarker keeps MediaPipe's first-face warning quiet
-                h, w = frame.image.shape[:2]
-                r = reading(frame.t, faces, (w, h), v.min_pupil_distance_px)
-                if window:
-                    import cv2
-
-                    cv2.imshow("maskgate preview (q to quit)", _draw(frame.image, faces, r))
-                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                        break
-                    continue
-                if frame.t < next_t:
-                    continue
-                next_t = frame.t + 0.2
-                if in_place:
-                    sys.stdout.write("\r" + _reading_text(r) + "\033[K")
-                    sys.stdout.flush()
-                else:
-                    out.event(r, _reading_text(r))
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        source.close()
-        if in_place:
-            sys.stdout.write("\n")
-        if window:
-            import cv2
-
-            cv2.destroyAllWindows()
-    return 0
+    def __exit__(self, *exc: object) -> None:
+        self.close()
