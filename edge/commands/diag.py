@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from edge import diag
@@ -63,8 +64,6 @@ def _has_display() -> bool:
     """A window can be shown: a display is set and this OpenCV was built with a GUI backend."""
     if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         return False
-    import cv2
-
     return "GUI:                           NONE" not in cv2.getBuildInformation()
 
 
@@ -76,8 +75,6 @@ def _reading_text(r: dict[str, Any]) -> str:
 
 
 def _draw(image: np.ndarray, faces: list[Any], r: dict[str, Any]) -> np.ndarray:
-    import cv2
-
     bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
     if faces:
         x0, y0, x1, y1 = (int(v) for v in faces[0].box)
@@ -113,8 +110,6 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
                 out.text(f"preview of {pv.name} (Ctrl-C to stop; nothing is saved)")
             for frame, faces, r in pv.readings(stop):
                 if window:
-                    import cv2
-
                     cv2.imshow("maskgate preview (q to quit)", _draw(frame.image, faces, r))
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                         break
@@ -135,7 +130,5 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
         if in_place:
             sys.stdout.write("\n")
         if window:
-            import cv2
-
             cv2.destroyAllWindows()
     return 0

@@ -28,6 +28,7 @@ from edge.diag.models import check_models
 from edge.diag.preview import Preview, distance_hint, reading
 from edge.diag.system import check_board, check_clock, check_disk, check_service, clock_sources, throttle_flags
 from edge.diag.vault import check_vault
+from edge.display import check as display_check
 from edge.errors import MaskgateError
 
 log = logging.getLogger(__name__)
@@ -56,16 +57,12 @@ class Result:
 
 def check_display(ctx: Context) -> Finding:
     """The resident's screen and the challenge prompt can be drawn (edge.display.check)."""
-    from edge.display.check import check_display as check
-
-    return Finding(*check(ctx.cfg))
+    return Finding(*display_check.check_display(ctx.cfg))
 
 
 def check_sound(ctx: Context) -> Finding:
     """Sounds can play: aplay and an ALSA card (edge.display.check)."""
-    from edge.display.check import check_sound as check
-
-    return Finding(*check(ctx.cfg))
+    return Finding(*display_check.check_sound(ctx.cfg))
 
 
 CHECKS: dict[str, Callable[[Context], Finding]] = {

@@ -9,13 +9,11 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge.diag.base import Context, Finding, _fail, _missing, _module, _ok, _warn
+from edge import audit as audit_mod
+from edge.diag.base import Context, Finding, _fail, _ok, _warn
 
 def check_audit(ctx: Context) -> Finding:
     """The hash chain verifies; log size; the oldest entry."""
-    audit_mod = _module("audit")
-    if audit_mod is None:
-        return _missing("audit")
     path = ctx.state / audit_mod.LOG_NAME
     verdict = audit_mod.verify_file(path, ctx.state / audit_mod.HEAD_NAME)  # read-only, unlike AuditLog()
     if not verdict.ok:

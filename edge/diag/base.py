@@ -7,12 +7,10 @@ them all.
 
 from __future__ import annotations
 
-import importlib
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, NamedTuple
 
 from edge.config import Config
@@ -49,20 +47,6 @@ def _warn(detail: str, hint: str = "") -> Finding:
 
 def _fail(detail: str, hint: str = "") -> Finding:
     return Finding("fail", detail, hint)
-
-
-def _module(name: str) -> ModuleType | None:
-    """``edge.<name>``, or None when this build does not have it yet (other import errors propagate)."""
-    try:
-        return importlib.import_module(f"edge.{name}")
-    except ModuleNotFoundError as e:
-        if e.name == f"edge.{name}":
-            return None
-        raise
-
-
-def _missing(name: str) -> Finding:
-    return _warn(f"{name} not installed", f"this build of maskgate has no edge/{name}.py")
 
 
 def _read(path: Path) -> str | None:

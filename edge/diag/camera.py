@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from edge.camera import open_source
 from edge.config import Config
 from edge.diag import base
 from edge.diag.base import Context, Finding, _fail, _ok, _warn
 from edge.errors import CameraError
+from edge.vision import geometry
+from edge.vision.landmarks import Landmarker
 
 DARK, BRIGHT = 40.0, 220.0  # mean grey level (0-255) outside which faces are hard to see
 
@@ -44,8 +47,6 @@ def _grab(cfg: Config) -> tuple[list[Any], float, str]:
     the real one, and its last frames are "now"; a recording reports the rate written in the file
     and gives every 15th of its first 90 frames. Only these few frames are kept, in memory.
     """
-    from edge.camera import open_source
-
     cam = cfg.camera
     live = cam.source != "replay"
     source = open_source(cam if live else dataclasses.replace(cam, realtime=False, loop=False))
@@ -82,9 +83,6 @@ def check_camera(ctx: Context) -> Finding:
         return _fail(str(e), _camera_hint(cfg))
     if not frames:
         return _fail(f"{cfg.camera.source}: opened but gave no frames", _camera_hint(cfg))
-    from edge.vision import geometry
-    from edge.vision.landmarks import Landmarker
-
     h, w = frames[-1].image.shape[:2]
     grey = frames[-1].image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     brightness = float(grey.mean())

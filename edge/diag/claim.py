@@ -7,7 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from edge.diag.base import Context, Finding, _fail, _missing, _module, _ok, _warn
+from edge import claim as claim_mod
+from edge.diag.base import Context, Finding, _fail, _ok, _warn
 from edge.errors import MaskgateError
 
 CLAIM_WAIT_S = 10.0  # diag claim --yes: how long to wait for a card to be presented
@@ -22,9 +23,6 @@ def check_claim(ctx: Context) -> Finding:
         finding = _fail if mode == "claim" else _warn
         return finding(f"match.mode = {mode} but claim.reader = none: nobody can present a card or PIN",
                        "set [claim] reader = \"keyboard\" (and device) or \"wiegand\" (and the D0/D1 pins)")
-    claim_mod = _module("claim")
-    if claim_mod is None:
-        return _missing("claim")
     seen: list[Any] = []
     try:
         reader = claim_mod.open_reader(ctx.cfg, seen.append, None, pin_factory=ctx.pin_factory)

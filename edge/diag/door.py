@@ -11,7 +11,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from edge.diag.base import Context, Finding, _fail, _missing, _module
+from edge import door as door_mod
+from edge.audit import record
+from edge.diag.base import Context, Finding, _fail
 from edge.errors import MaskgateError
 
 def _door_inputs(st: dict[str, Any]) -> str:
@@ -31,8 +33,6 @@ def _click(door: Any, open_s: float) -> None:
 
 
 def _audit_door(ctx: Context, events: list[dict[str, Any]]) -> None:
-    from edge.audit import record
-
     for e in events:
         record(ctx.state, ctx.cfg.audit, e["event"], source="diag",
                **{k: v for k, v in e.items() if k not in ("event", "t")})
@@ -40,9 +40,6 @@ def _audit_door(ctx: Context, events: list[dict[str, Any]]) -> None:
 
 def check_door(ctx: Context) -> Finding:
     """Input states; with --yes a relay click, and whether the door contact saw the door open."""
-    door_mod = _module("door")
-    if door_mod is None:
-        return _missing("door")
     cfg = ctx.cfg.door
     try:
         door = door_mod.open_door(cfg, pin_factory=ctx.pin_factory)

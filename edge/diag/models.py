@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from edge.diag.base import Context, Finding, _fail, _missing, _module, _ok, _warn
+from edge import embed
+from edge.camera.replay import read_image
+from edge.config import tomllib
+from edge.diag.base import Context, Finding, _fail, _ok, _warn
 from edge.errors import ModelError
-
-def check_models(ctx: Context) -> Finding:
-    """Model files present, sha256 against the manifest, a known-answer inference."""
-    embed = _module("embed")
-    if embed is None:
-        return _missing("embed")
-    return _models_with(embed, ctx)
-
+from edge.fusion import FaceModel
+from edge.vision.landmarks import Landmarker
 
 KNOWN_ANSWER = ("d10_005.jpg", "d10_130.jpg")  # the demo person, frames 5 and 130 of one recording
 
@@ -43,9 +39,6 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
     photo's embedding must reproduce it; without one, the demo person's two photos must match each
     other at the model's own threshold, and the same photo twice must give the same vector.
     """
-    from edge.camera.replay import read_image
-    from edge.vision.landmarks import Landmarker
-
     demo = Path(__file__).parent.parent / "demo" / "enroll"
     names = [entry.get("known_answer_image", KNOWN_ANSWER[0]), KNOWN_ANSWER[1]]
     vecs = []
@@ -71,9 +64,8 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
                                        f"(threshold {embedder.threshold:.3f})")
 
 
-def _models_with(embed: ModuleType, ctx: Context) -> Finding:
-    from edge.config import tomllib
-
+def check_models(ctx: Context) -> Finding:
+    """Model files present, sha256 against the manifest, a known-answer inference."""
     reinstall = ("reinstall the models from the release (`bash scripts/setup.sh`, or copy models/ from the "
                  "installer); never edit a model file or its manifest by hand")
     mdir = Path(embed.models_dir())
@@ -120,8 +112,6 @@ def _models_with(embed: ModuleType, ctx: Context) -> Finding:
 
 def _face_model(ctx: Context) -> Any:
     """The installed whole-face model (edge.fusion.FaceModel), or why it cannot be loaded."""
-    from edge.fusion import FaceModel
-
     try:
         return FaceModel(ctx.cfg.embed)
     except ModelError as e:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import threading
 from typing import Any, Iterator
 
+from edge.camera import open_source
 from edge.config import Config
+from edge.vision import geometry
+from edge.vision.landmarks import Landmarker
 
 
 def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: tuple[int, int],
@@ -31,8 +34,6 @@ def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: 
 
 def reading(t: float, faces: list[Any], size: tuple[int, int], min_pd: float) -> dict[str, Any]:
     """The preview's figures for one frame: pose, pupil distance and the hint for its largest face."""
-    from edge.vision import geometry
-
     if not faces:
         return {"t": round(t, 2), "face": False, "hint": "no face"}
     face = faces[0]
@@ -47,9 +48,6 @@ class Preview:
     """The configured camera and a face-mesh tracker, open until closed (a context manager)."""
 
     def __init__(self, cfg: Config) -> None:
-        from edge.camera import open_source
-        from edge.vision.landmarks import Landmarker
-
         self.cfg = cfg
         self.source = open_source(cfg.camera)
         v = cfg.vision

@@ -14,6 +14,7 @@ import shutil
 from datetime import datetime
 from typing import Any
 
+from edge import clock
 from edge.diag import base
 from edge.diag.base import Context, Finding, _fail, _ok, _read, _run, _warn
 
@@ -25,8 +26,6 @@ DISK_WARN_MB, DISK_FAIL_MB = 1024, 100
 def clock_sources() -> Any:
     """The clock's witnesses as this check reads them: under ``base.SYS`` (a fake tree in tests), and
     NTP synchronisation as systemd reports it (``timedatectl``), or the gate's own time-source files."""
-    from edge import clock
-
     def synced() -> bool:
         out = _run(["timedatectl", "show", "-p", "NTPSynchronized", "--value"])
         if out is not None and out.strip() == "yes":
@@ -39,8 +38,6 @@ def clock_sources() -> Any:
 
 def check_clock(ctx: Context, sources: Any = None) -> Finding:
     """A clock the access rules can trust (edge.clock): after the build date, kept by an RTC or a time source."""
-    from edge import clock
-
     sources = sources or clock_sources()
     c = clock.Clock(sources)
     now = datetime.fromtimestamp(sources.wall())

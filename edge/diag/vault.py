@@ -8,7 +8,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from edge.diag.base import Context, Finding, _fail, _missing, _module, _ok, _warn
+from edge import vault as vault_mod
+from edge.calibration import CLAIM_HINT, calibrate
+from edge.diag.base import Context, Finding, _fail, _ok, _warn
+from edge.embed import load_spec
 from edge.errors import MaskgateError, ModelError
 
 def _mode(path: Path) -> int | None:
@@ -20,9 +23,6 @@ def _mode(path: Path) -> int | None:
 
 def check_vault(ctx: Context) -> Finding:
     """Opens with this device's key; people count; key file mode 0600; expiry backlog."""
-    vault_mod = _module("vault")
-    if vault_mod is None:
-        return _missing("vault")
     key = ctx.state / vault_mod.KEY_FILE
     sealed = ctx.state / vault_mod.VAULT_FILE
     if not sealed.exists() and not key.exists():
@@ -43,8 +43,6 @@ def check_vault(ctx: Context) -> Finding:
     templates = sum(p.templates for p in people)
     who = f"{len(people)} {'person' if len(people) == 1 else 'people'}"
     detail = f"{sealed.name} opens with key {v.key_id}: {who}, {templates} templates"
-    from edge.embed import load_spec
-
     try:
         spec = load_spec(ctx.cfg.embed.model)
     except ModelError:
@@ -53,8 +51,6 @@ def check_vault(ctx: Context) -> Finding:
     reached, cal = True, None
     ids, rows = v.gallery()
     if spec is not None and ids:
-        from edge.calibration import calibrate
-
         cal = calibrate(ids, rows, spec, ctx.cfg.match)   # the gate's own rule
         reached = cal.model_reached or (cal.estimated and (cal.strangers or 0.0) <= cal.rate)
         detail += f"; {cal.summary()}"
@@ -66,8 +62,6 @@ def check_vault(ctx: Context) -> Finding:
                      f"the key may have been copied: `sudo chmod 600 {key}` (opening has now set it), then "
                      "`maskgate templates rekey` so a copy opens nothing")
     if cal is not None and not cal.separates:
-        from edge.calibration import CLAIM_HINT
-
         return _fail(f"{detail}: this model cannot tell these {len(set(ids))} people apart at "
                      f"match.stranger_rate = {ctx.cfg.match.stranger_rate:g}", CLAIM_HINT)
     if backlog:
