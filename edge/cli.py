@@ -164,7 +164,7 @@ def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     if not args.checks or "camera" in args.checks:
         privacy.install()  # the camera check looks at live frames
-    from edge.commands import diag as diag_cmd
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
     return diag_cmd.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
@@ -193,7 +193,7 @@ def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # live frames on the screen only, never on disk or the network
-    from edge.commands import diag as diag_cmd
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
     return diag_cmd.preview(cfg, out, text_only=args.text)
 
