@@ -12,6 +12,7 @@ from pathlib import Path
 from edge import audit as audit_mod
 from edge.diag.base import Context, Finding, _fail, _ok, _warn
 
+
 def check_audit(ctx: Context) -> Finding:
     """The hash chain verifies; log size; the oldest entry."""
     path = ctx.state / audit_mod.LOG_NAME

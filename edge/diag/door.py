@@ -16,6 +16,7 @@ from edge.audit import record
 from edge.diag.base import Context, Finding, _fail
 from edge.errors import MaskgateError
 
+
 def _door_inputs(st: dict[str, Any]) -> str:
     inputs = {k: v for k, v in (st.get("inputs") or {}).items() if k != "contact"}
     parts = [f"contact {st['contact']}"] if st.get("contact", "none") != "none" else []

@@ -14,6 +14,7 @@ from edge.diag.base import Context, Finding, _fail, _ok, _warn
 from edge.embed import load_spec
 from edge.errors import MaskgateError, ModelError
 
+
 def _mode(path: Path) -> int | None:
     try:
         return path.stat().st_mode & 0o777
