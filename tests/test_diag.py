@@ -313,6 +313,68 @@ def test_expired_records_are_a_backlog(state: Path) -> None:
     assert f.status == "warn" and "1 past expiry" in f.detail and "templates purge" in f.hint
 
 
+
+def _site_with_faces(state: Path, people: int, faces: bool) -> None:
+    """``people`` people of 3 templates each, clustered (separable); with ``faces``, a whole-face
+    embedding beside each template, by the installed face model's embedder."""
+    from edge.fusion import FaceModel
+    from edge.vault import Vault
+
+    rng = np.random.default_rng(7)
+    face_space = FaceModel(config.Config().embed).space
+    v = Vault.open(state)
+    for i in range(people):
+        eye_c, face_c = rng.standard_normal(128), rng.standard_normal(128)
+        eyes = [eye_c + 0.6 * rng.standard_normal(128) for _ in range(3)]
+        chips = [face_c + 0.15 * rng.standard_normal(128) for _ in range(3)]
+        v.add(f"P{i:02d}", [e / np.linalg.norm(e) for e in eyes], consent="form 12", space=SPACE,
+              faces=[c / np.linalg.norm(c) for c in chips] if faces else None,
+              face_space=face_space if faces else "")
+
+
+def test_vault_reports_the_fused_estimate_the_gate_decides_bare_faces_with(state: Path) -> None:
+    """With the whole-face model and face templates the gate judges a bare face on the fused score
+    (edge.fusion.thresholds); diag vault reports that estimate too, and its JSON line keeps its keys."""
+    from edge import fusion
+    from edge.calibration import calibrate
+    from edge.vault import Vault
+
+    _site_with_faces(state, 12, faces=True)
+    r = diag.run_one("vault", ctx_for(state))
+    assert r.status == "ok", r
+    v = Vault.open(state)
+    model = fusion.FaceModel(config.Config().embed)
+    ids, rows = v.gallery()
+    limits = fusion.thresholds((ids, rows), v.face_gallery(model.space), model, load_spec(), config.Config().match)
+    assert limits.fused is not None
+    line = r.as_dict()
+    assert list(line)[:3] == ["check", "status", "detail"] and line["check"] == "vault"
+    eye, fused = line["calibration"]["eye"], line["calibration"]["fused"]
+    assert eye["threshold"] == pytest.approx(calibrate(ids, rows, load_spec(), config.Config().match).threshold, abs=1e-4)
+    assert fused["threshold"] == pytest.approx(limits.fused_threshold, abs=1e-4)
+    assert fused["threshold"] != pytest.approx(eye["threshold"], abs=1e-3)   # a different rule, not the eye's again
+    assert fused["people"] == 12 and fused["estimated"] and 0.0 <= fused["strangers"] <= 1.0
+    assert f"lower face visible (face+eye): {limits.fused.summary()}" in r.detail
+    assert f"fused threshold {limits.fused_threshold:.3f}" in r.detail
+    assert r.detail.index("decision threshold") < r.detail.index("fused threshold")
+    json.dumps(line)   # plain JSON types
+
+
+def test_vault_without_face_templates_reports_the_eye_estimate_alone(state: Path) -> None:
+    _site_with_faces(state, 4, faces=False)
+    line = diag.run_one("vault", ctx_for(state)).as_dict()
+    assert line["calibration"]["fused"] is None and line["calibration"]["eye"]["people"] == 4
+    assert "face+eye" not in line["detail"] and "strangers admitted about" in line["detail"]
+
+
+def test_vault_json_line_through_the_command(state: Path) -> None:
+    _site_with_faces(state, 3, faces=True)
+    r = maskgate("diag", "vault", "--json", "--state", state, env={"MASKGATE_DEVICE_ID": "diag-test-board"})
+    (line,) = r.json_lines()
+    assert {"check", "status", "detail", "calibration"} <= set(line) and line["check"] == "vault", r.stderr
+    assert set(line["calibration"]) == {"eye", "fused"} and line["calibration"]["fused"]["people"] == 3
+
+
 # ---- audit ----
 
 def test_audit_chain_ok_then_tampered(state: Path) -> None:

@@ -16,8 +16,8 @@ Nothing here prints: the table, the JSON lines and the preview's window are edge
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from edge.diag.audit import check_audit
 from edge.diag.base import Context, Finding
@@ -47,11 +47,16 @@ class Result:
     status: str
     detail: str
     hint: str = ""
+    data: dict[str, Any] | None = field(default=None, compare=False)
 
-    def as_dict(self) -> dict[str, str]:
-        d = {"check": self.check, "status": self.status, "detail": self.detail}
+    def as_dict(self) -> dict[str, Any]:
+        """The ``--json`` line: check, status, detail, hint when there is one, then the check's own
+        figures (``Finding.data``), which never replace those four."""
+        d: dict[str, Any] = {"check": self.check, "status": self.status, "detail": self.detail}
         if self.hint:
             d["hint"] = self.hint
+        for k, v in (self.data or {}).items():
+            d.setdefault(k, v)
         return d
 
 

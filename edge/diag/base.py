@@ -14,17 +14,21 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from edge.config import Config
+from edge.errors import ModelError
+from edge.fusion import FaceModel
 
 # Root of the files the board/clock checks read (/proc, /sys, /dev); tests point it at a fake tree.
 SYS = Path("/")
 
 
 class Finding(NamedTuple):
-    """What one check saw: status, one line of detail, and what to do (may be empty)."""
+    """What one check saw: status, one line of detail, what to do (may be empty), and figures a
+    harness may read (``data``: extra keys of the check's ``--json`` line, never replacing one)."""
 
     status: str
     detail: str
     hint: str = ""
+    data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,14 @@ class Context:
     state: Path
     yes: bool = False
     pin_factory: Any = None  # gpiozero pins for the door check: None = what door.backend says
+
+
+def _face_model(cfg: Config) -> FaceModel | str:
+    """The installed whole-face model, as the gate loads it (edge.fusion), or why it cannot be loaded."""
+    try:
+        return FaceModel(cfg.embed)
+    except ModelError as e:
+        return str(e)
 
 
 def _ok(detail: str, hint: str = "") -> Finding:

@@ -16,9 +16,8 @@ import numpy as np
 from edge import embed
 from edge.camera.replay import read_image
 from edge.config import tomllib
-from edge.diag.base import Context, Finding, _fail, _ok, _warn
+from edge.diag.base import Context, Finding, _face_model, _fail, _ok, _warn
 from edge.errors import ModelError
-from edge.fusion import FaceModel
 from edge.vision.landmarks import Landmarker
 
 KNOWN_ANSWER = ("d10_005.jpg", "d10_130.jpg")  # the demo person, frames 5 and 130 of one recording
@@ -101,18 +100,10 @@ def check_models(ctx: Context) -> Finding:
     if not passed:
         return _fail(detail, "the model runs but gives wrong answers: check the TFLite runtime "
                              "(ai-edge-litert / tflite-runtime version) and " + reinstall)
-    face = _face_model(ctx)
+    face = _face_model(ctx.cfg)
     if isinstance(face, str):   # the gate still works on the eye region alone
         return _warn(f"{detail}; whole-face model not used: {face}", reinstall)
     passed, answer = _known_answer(face.embedder, {})
     if not passed:
         return _warn(f"{detail}; whole-face model: {answer}", "the gate uses the eye region alone; " + reinstall)
     return _ok(f"{detail}; whole-face model {face.embedder.spec.path.name}: {answer}")
-
-
-def _face_model(ctx: Context) -> Any:
-    """The installed whole-face model (edge.fusion.FaceModel), or why it cannot be loaded."""
-    try:
-        return FaceModel(ctx.cfg.embed)
-    except ModelError as e:
-        return str(e)
