@@ -2,8 +2,9 @@
 (model, CPU temperature, throttling), ``diag disk`` (free space for the vault and the audit log) and
 ``diag service`` (the daemon under systemd).
 
-Every file read here is under ``base.SYS`` and every tool (timedatectl, vcgencmd, systemctl) is
-optional: a missing one is a ``warn`` with what to install, never a crash.
+What is read of the board (/proc, /sys, /dev, /run) is under ``base.SYS``, and every tool
+(timedatectl, vcgencmd, systemctl) is optional: a missing one is a ``warn`` saying what to install
+or do, never a crash.
 """
 
 from __future__ import annotations
