@@ -726,7 +726,7 @@ def check_display(ctx: Context) -> Finding:
 
 
 def check_sound(ctx: Context) -> Finding:
-    """Sounds can play: aplay and an ALSA card (edge.display.check)."""
+    """Sounds can play: aplay and an ALSA device that opens, and the rendered prompts (edge.display.check)."""
     from edge.display.check import check_sound as check
 
     return Finding(*check(ctx.cfg))
