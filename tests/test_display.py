@@ -99,6 +99,43 @@ def test_every_screen_renders_distinctly_in_both_languages(lang: str) -> None:
     assert len(set(flat)) == len(flat)                   # no two screens look alike
 
 
+def test_demo_tour_holds_every_screen() -> None:
+    """maskgate demo --display and the screenshots show every kind, step, denial and claim read."""
+    from edge.display.demo import TOUR
+
+    assert {s.kind for s in TOUR} == set(M.KINDS)
+    assert {s.step for s in TOUR if s.kind == "challenge"} == set(M.STEP_TEXT)
+    assert {s.reason for s in TOUR if s.kind == "denied"} == set(M.DENIED)
+    assert {s.reason for s in TOUR if s.kind == "claim_read"} == set(M.CLAIM_READ)
+
+
+@needs_cjk
+def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Path) -> None:
+    """docs/screens holds a screenshot of every screen of the tour in each language, and each is what
+    the renderer draws today (python scripts/screenshots.py regenerates them)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    assert shots.main(["--out", str(tmp_path)]) == 0
+    made = sorted(p.name for p in tmp_path.glob("*.png"))
+    from edge.display.demo import TOUR
+
+    assert len(made) == len(TOUR) * len(LANGUAGES)
+    for lang in LANGUAGES:
+        assert sum(n.startswith(f"{lang}-") for n in made) == len(TOUR)
+    stale = []
+    for n in made:
+        kept = ROOT / "docs" / "screens" / n
+        if not kept.is_file() or not np.array_equal(np.asarray(Image.open(kept).convert("RGB")),
+                                                    np.asarray(Image.open(tmp_path / n).convert("RGB"))):
+            stale.append(n)
+    assert not stale, f"run python scripts/screenshots.py: {stale}"
+
+
 @needs_cjk
 def test_outcomes_differ_in_shape_not_only_colour() -> None:
     """Welcome and denied stay distinguishable in greyscale (colour is never the only signal)."""
