@@ -417,3 +417,78 @@ def test_diag_display_draws_into_the_framebuffer(tmp_path: Path) -> None:
     r = maskgate("diag", "display", "--json", "--config", cfg, "--state", tmp_path / "s")
     line = r.json_lines()[0]
     assert line["status"] == "fail" and "display.width" in line["detail"]
+
+
+# ---- the window, on a real X server ----
+
+def xwd_rgb(data: bytes) -> np.ndarray:
+    """The pixels of an XWD image (the screen file Xvfb keeps with -fbdir) as RGB, decoded through
+    the header's own masks and byte order."""
+    import struct
+
+    h = struct.unpack(">25I", data[:100])
+    header_size, pixmap_format, width, height, byte_order, bpp, bpl = h[0], h[2], h[4], h[5], h[7], h[11], h[12]
+    assert pixmap_format == 2 and bpp == 32, h[:12]          # ZPixmap, 32 bits a pixel (depth 24)
+    offset = header_size + h[19] * 12                          # after the colour map
+    px = np.frombuffer(data, "<u4" if byte_order == 0 else ">u4", count=bpl // 4 * height,
+                       offset=offset).reshape(height, bpl // 4)[:, :width]
+    chans = []
+    for mask in h[14:17]:
+        shift = (mask & -mask).bit_length() - 1
+        chans.append(((px & mask) >> shift).astype(np.uint8))
+    return np.stack(chans, -1)
+
+
+def test_demo_window_appears_on_a_real_x_server(tmp_path: Path) -> None:
+    """``maskgate demo --display window`` under Xvfb (a real X server, not SDL's dummy driver): the
+    X server's own screen memory, read while the demo runs, holds each screen of the tour pixel for
+    pixel as the renderer draws it, in a window filling the 800x480 screen."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from conftest import need
+    from edge.display.demo import TOUR
+
+    xvfb = need("Xvfb", "xvfb")
+    pytest.importorskip("pygame", reason="pygame is missing (bash scripts/setup.sh installs it)")
+    r, w = os.pipe()
+    server = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "800x480x24", "-fbdir", str(tmp_path),
+                               "-nolisten", "tcp", "-br"], pass_fds=(w,), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    os.close(w)
+    demo = None
+    try:
+        assert select.select([r], [], [], 30)[0], "Xvfb did not start"
+        number = os.read(r, 16).decode().strip()
+        screen_file = tmp_path / "Xvfb_screen0"
+        blank = xwd_rgb(screen_file.read_bytes())
+        assert blank.shape == (480, 800, 3) and not blank.any()   # -br: a black root, no window yet
+        env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+        env.update(DISPLAY=f":{number}", SDL_VIDEODRIVER="x11")
+        log = (tmp_path / "demo.out").open("w")
+        demo = subprocess.Popen([sys.executable, "-m", "edge.cli", "demo", "--display", "window", "--pause", "0.6"],
+                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        renderer = Renderer((800, 480), "en", translator("en"))
+        want = {renderer.render(s).tobytes(): s for s in TOUR}
+        seen: set = set()
+        frames = 0
+        while demo.poll() is None:
+            now = xwd_rgb(screen_file.read_bytes()).tobytes()
+            frames += 1
+            if now in want:
+                seen.add(want[now])
+            select.select([], [], [], 0.05)
+        out = (tmp_path / "demo.out").read_text()
+        assert demo.returncode == 0, out
+        assert "ACCESS GRANTED" in out
+        missing = [s for s in TOUR if s not in seen]
+        assert not missing, (missing, frames)
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        server.terminate()
+        server.wait(timeout=10)
+        os.close(r)
