@@ -123,6 +123,20 @@ def _scaled(data: bytes, volume: float) -> bytes | None:
     return wav((pcm.astype(np.float64) * max(0.0, min(1.0, volume))).round().astype("<i2"), rate)
 
 
+def _joined(parts: list[bytes]) -> bytes:
+    """One WAV of several played back to back (all are mono 16-bit; a part at another rate is left out)."""
+    pcms, rate = [], None
+    for data in parts:
+        with wave.open(io.BytesIO(data)) as w:
+            if rate is None:
+                rate = w.getframerate()
+            if w.getframerate() == rate and w.getnchannels() == 1:
+                pcms.append(np.frombuffer(w.readframes(w.getnframes()), "<i2"))
+            else:
+                log.warning("sound: a clip at %d Hz after one at %d Hz is left out", w.getframerate(), rate)
+    return wav(np.concatenate(pcms), rate or RATE)
+
+
 # ---- ALSA ----
 
 def alsa_problem(aplay: str, device: str) -> str | None:
@@ -185,16 +199,22 @@ class Player:
                 self._cache[name] = _tone(TONES[name], self.cfg.volume)
         return self._cache[name]
 
-    def play(self, name: str) -> None:
-        """Start playing ``name`` and return at once (a tick never waits for the chime before it)."""
+    def play(self, *names: str) -> None:
+        """Start playing ``names`` one after the other (a tone, then its words) and return at once.
+        Whatever is still playing is cut off: the newest state is the one the resident must hear."""
         if not self.enabled:
             return
-        if name.startswith("say:") and not self.cfg.spoken:
+        parts = []
+        for name in names:
+            if name.startswith("say:") and not self.cfg.spoken:
+                continue
+            data = self.clip(name)
+            if data is not None:
+                parts.append(data)
+        if not parts:
             return
-        data = self.clip(name)
-        if data is None:
-            return
-        self._reap()
+        data = parts[0] if len(parts) == 1 else _joined(parts)
+        self._stop()
         try:
             p = subprocess.Popen([str(self.aplay), "-q", "-D", self.cfg.device, "-"], stdin=subprocess.PIPE,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -204,6 +224,20 @@ class Player:
             self._procs.append(p)
         except OSError as e:   # BrokenPipeError included: aplay gave up before reading
             self._once("play", "sound: playback failed (%s); carrying on silently", e)
+
+    def _stop(self) -> None:
+        """Cut off what is still playing (interrupted, not broken: nothing is logged for it)."""
+        self._reap()
+        for p in self._procs:
+            p.terminate()
+            try:
+                p.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p.stderr:
+                p.stderr.close()
+        self._procs = []
 
     def _reap(self) -> None:
         """Forget finished players; one that failed (a speaker unplugged) is logged once."""

@@ -181,8 +181,8 @@ class ScreenSpy:
 
 
 class Beeps(list):
-    def play(self, name: str) -> None:
-        self.append(name)
+    def play(self, *names: str) -> None:
+        self.append("+".join(names))
 
     def close(self) -> None:
         pass
@@ -211,11 +211,46 @@ def test_follower_walks_through_an_approach() -> None:
     assert shown[-1] == Screen("checking")
     f.event({"t": 4.3, "event": "decision", "granted": False, "who": None, "score": 0.2, "reason": "not recognised"})
     assert shown[-1] == Screen("denied", reason="not_recognised")
-    assert f.player == ["tick", "say:blink", "tick", "say:turn-left", "denied"]
+    assert f.player == ["tick+say:blink", "tick+say:turn-left", "denied+say:denied-not_recognised"]
     f.frame(5.0, [], "cooldown")
     assert shown[-1].kind == "denied"                   # stays up for display.result_s
     f.frame(7.5, [], "idle")
     assert shown[-1] == Screen("idle")
+
+
+def test_claim_mode_asks_for_the_card_first_and_says_it_was_read() -> None:
+    cfg = replace(Config(), "match", mode="claim")
+    f, shown = follower(cfg)
+    f.frame(0.0, [], "idle")
+    assert shown[-1] == Screen("claim")
+    f.event({"t": 0.5, "event": "tracking"})                 # a face, but no card yet: say what is needed
+    assert f.player == ["say:claim"] and shown[-1] == Screen("checking")
+    f.event({"t": 0.9, "event": "decision", "granted": False, "who": None, "score": None,
+             "reason": "no card or PIN presented (match.mode = claim)"})
+    assert shown[-1] == Screen("denied", reason="claim_needed")
+    f.event({"t": 1.2, "event": "claim", "claim": "card 1001", "source": "keyboard"})
+    assert shown[-1] == Screen("claim_read", reason="card") and f.player[-1] == "tick"   # the denial gives way
+    f.frame(2.0, [], "idle")
+    assert shown[-1] == Screen("claim_read", reason="card")
+    f.event({"t": 2.5, "event": "tracking"})
+    assert f.player[-1] == "tick"                            # the card is read: no card prompt
+    f.event({"t": 4.0, "event": "decision", "granted": False, "who": None, "score": 0.3,
+             "reason": "face does not match the card's holder", "claim": "card 1001"})
+    assert shown[-1] == Screen("denied", reason="card_mismatch")
+    assert f.player[-1] == "denied+say:denied-card_mismatch"
+    f.frame(8.0, [], "idle")
+    assert shown[-1] == Screen("claim")                      # the claim was used up by that decision
+    f.event({"t": 9.0, "event": "claim", "claim": "PIN", "source": "keyboard"})
+    assert shown[-1] == Screen("claim_read", reason="pin")
+    f.event({"t": 40.0, "event": "claim", "claim": "PIN", "expired": True})
+    assert shown[-1] == Screen("claim")
+    f.event({"t": 41.0, "event": "claim", "claim": "card 7", "source": "keyboard", "ignored": "locked out"})
+    assert shown[-1] == Screen("claim")
+    f, shown = follower(replace(Config(), "match", mode="either"))   # the face alone may do: idle as ever
+    f.frame(0.0, [], "idle")
+    assert shown[-1] == Screen("idle")
+    f.event({"t": 0.2, "event": "claim", "claim": "card 1001", "source": "wiegand-26"})
+    assert shown[-1] == Screen("claim_read", reason="card")
 
 
 @pytest.mark.parametrize("reason,key", [("liveness: timeout", "challenge"),

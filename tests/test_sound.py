@@ -128,6 +128,53 @@ def test_spoken_prompts_play_from_the_rendered_files_only(alsa: Path, tmp_path: 
     assert not alsa.exists()                                  # sound.spoken = false: never spoken
 
 
+def test_outcome_then_its_words_in_one_stream_and_a_new_sound_cuts_the_old(alsa: Path, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    need("espeak-ng", "espeak-ng")
+    monkeypatch.setenv("MASKGATE_MODELS", str(tmp_path / "models"))
+    sound.render(tmp_path / "models" / "sounds", ("en",))
+    p = sound.Player(replace(Config(), "sound", spoken=True, volume=1.0).sound, "en")
+    chime, rate = samples(p.clip("granted"))
+    words, _ = samples(p.clip("say:welcome"))
+    alsa.unlink(missing_ok=True)
+    p.play("granted", "say:welcome")                         # never the two on top of each other
+    p.close()
+    assert_is(np.frombuffer(alsa.read_bytes(), "<i2"), np.concatenate([chime, words]), rate)
+    with caplog.at_level(logging.INFO, logger="edge.sound"):
+        p.play("say:turn-left")                              # 2-3 s of words...
+        first = p._procs[0]
+        p.play("tick")                                       # ...cut off by the next step's tick
+        assert first.returncode is not None and len(p._procs) == 1
+        p.close()
+    assert_is(np.frombuffer(alsa.read_bytes(), "<i2"), samples(p.clip("tick"))[0], rate)
+    assert not [r for r in caplog.records if r.name == "edge.sound"]   # an interruption is no failure
+
+
+def test_diag_sound_plays_a_tick_and_checks_the_rendered_prompts(alsa: Path, tmp_path: Path) -> None:
+    from conftest import maskgate
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[sound]\nspoken = true\n[display]\nlanguage = "zh_CN"\n')
+    env = {"MASKGATE_MODELS": str(tmp_path / "models")}
+    alsa.unlink(missing_ok=True)
+    r = maskgate("diag", "sound", "--json", "--config", cfg, "--state", tmp_path / "s", env=env)
+    [line] = r.json_lines()
+    assert line["status"] == "warn" and "not rendered" in line["detail"] and "install.sh" in line["hint"], line
+    need("espeak-ng", "espeak-ng")
+    sound.render(tmp_path / "models" / "sounds")
+    r = maskgate("diag", "sound", "--json", "--config", cfg, "--state", tmp_path / "s", env=env)
+    [line] = r.json_lines()
+    assert line["status"] == "ok" and "spoken prompts (zh_CN)" in line["detail"], line
+    got = np.frombuffer(alsa.read_bytes(), "<i2")
+    want, rate = samples(sound.Player(replace(Config(), "sound", volume=0.6).sound).clip("tick"))
+    assert_is(got, want, rate)      # the technician heard a tick
+    cfg.write_text('[sound]\ndevice = "nothing_here"\n')
+    r = maskgate("diag", "sound", "--json", "--config", cfg, "--state", tmp_path / "s", env=env)
+    [line] = r.json_lines()
+    assert line["status"] == "warn" and "no ALSA device 'nothing_here'" in line["detail"], line
+
+
 def test_no_alsa_device_or_no_aplay_is_silent_with_one_log_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
     need("aplay", "alsa-utils")

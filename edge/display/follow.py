@@ -80,8 +80,7 @@ class Follower:
         elif kind == "challenge" and ev.get("step"):
             self._step_i += 1
             self._step_t = t
-            self._play("tick")
-            self._play("say:" + ev["step"])
+            self._play("tick", "say:" + ev["step"])
             self._set(self._challenge(ev["step"], t))
         elif kind == "liveness" and ev.get("passed"):
             self._set(Screen("checking"))
@@ -105,6 +104,8 @@ class Follower:
         """A door event (edge.door): the held-open alarm raised or cleared."""
         if ev.get("event") == "alarm" and ev.get("alarm") == "held_open":
             self._held = bool(ev.get("active"))
+            if self._held:
+                self._play("say:held_open")
             self._set(Screen("held_open") if self._held else self._base())
 
     def frame(self, t: float, faces: list, state: str, image: np.ndarray | None = None) -> None:
@@ -148,11 +149,11 @@ class Follower:
         if ev.get("granted"):
             name = ev.get("who") if self.cfg.display.show_name else None
             self._set(Screen("welcome", name=name))
-            self._play("granted")
+            self._play("granted", "say:welcome")
             self._until = t + hold
             return
         why = M.denial(str(ev.get("reason", "")))
-        self._play("denied")
+        self._play("denied", "say:fault" if why == "fault" else f"say:denied-{why}")
         if why == "fault":
             self._sticky = None
             self._set(Screen("fault"))
@@ -197,10 +198,10 @@ class Follower:
             log.error("display: %s; no more screens this run", e)
             self._failed = True
 
-    def _play(self, name: str) -> None:
+    def _play(self, *names: str) -> None:
         if self.player is not None:
             try:
-                self.player.play(name)
+                self.player.play(*names)
             except Exception as e:
                 log.warning("sound: %s", e)
 

@@ -68,8 +68,11 @@ CLAIM_READ = {"card": N_("Card read"), "pin": N_("PIN entered")}
 CLAIM_READ_NEXT = N_("Now look at the camera")
 
 # What the speaker says (sound.spoken): WAVs rendered at install time, one per key and language
-# (edge.sound.render); the file name is the key.
-SPOKEN = {**STEP_TEXT, "claim": CLAIM[0]}
+# (edge.sound.render); the file name is the key. The same words as the screen, for those who cannot
+# read it: each challenge step, the card prompt, and every outcome after its tone.
+SPOKEN = {**STEP_TEXT, "claim": CLAIM[0], "welcome": TEXT["welcome"][0],
+          **{f"denied-{k}": v for k, v in DENIED.items()}, "fault": TEXT["fault"][0],
+          "held_open": TEXT["held_open"][1]}
 
 
 @dataclass(frozen=True)
