@@ -503,7 +503,7 @@ def test_demo_window_appears_on_a_real_x_server(tmp_path: Path) -> None:
         env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
         env.update(DISPLAY=f":{number}", SDL_VIDEODRIVER="x11")
         log = (tmp_path / "demo.out").open("w")
-        demo = subprocess.Popen([sys.executable, "-m", "edge.cli", "demo", "--display", "window", "--pause", "0.6"],
+        demo = subprocess.Popen([sys.executable, "-m", "edge.cli", "demo", "--display", "window", "--pause", "0.8"],
                                 env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         renderer = Renderer((800, 480), "en", translator("en"))
         want = {renderer.render(s).tobytes(): s for s in TOUR}
