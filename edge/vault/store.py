@@ -31,7 +31,7 @@ import numpy as np
 
 from edge.config import VaultConfig
 from edge.errors import VaultError
-from edge.files import exclusive
+from edge.files import atomic_write, exclusive, fsync_dir
 from edge.vault.bundles import open_bundle, open_signed, read_signing_key, seal_signed
 from edge.vault.format import (FACE_DIM, HEADER, ID_RE, KEY_BYTES, MAX_DIM, MAX_TEXT, Consent, Keys, Person, _read,
                                _read_key, _Record, _seal, device_identity, encode_records, parse, transform_matrix)
@@ -45,44 +45,6 @@ LOCK_FILE = "vault.lock"
 # A grant updates last-seen in memory at once but on flash at most this often (wear, see README).
 TOUCH_PERSIST_S = 12 * 3600.0
 DAY_S = 86400.0
-
-
-# ---------------------------------------------------------------- files
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, mode: int = 0o600,
-                 check: Callable[[bytes], Any] | None = None) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync (old or new, whole).
-    ``check`` gets the temp file's bytes as read back from disk and raises to keep the old file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if check is not None:
-            back = tmp.read_bytes()
-            if back != data:
-                raise VaultError(f"{tmp}: the bytes read back differ from those written (storage failing?); "
-                                 f"{path.name} left as it was")
-            check(back)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
 
 
 # ---------------------------------------------------------------- the vault
@@ -141,7 +103,7 @@ class Vault:
             if header_id == Keys.derive(nxt, self._device).key_id or root is None:
                 log.warning("finishing a rekey that was interrupted")
                 os.replace(next_path, key_path)
-                _fsync_dir(self.state_dir)
+                fsync_dir(self.state_dir)
                 root = nxt
             else:
                 log.warning("rolling back a rekey that was interrupted before the vault was rewritten")
@@ -198,7 +160,7 @@ class Vault:
         # The bytes are read back through the reader before they replace the file: a vault the
         # reader would refuse is never written (every enrolment would be lost with it).
         atomic_write(self.path, _seal(self._keys, records, self._dim, self._space),
-                     check=lambda data: parse(data, self._keys, "the vault about to be written"))
+                     check=lambda data: parse(data, self._keys, "the vault about to be written"), error=VaultError)
         self._stamp = self._file_stamp()
         self._gallery = None
 
@@ -470,7 +432,7 @@ class Vault:
                     r.face = self.protect_face(plain_face[pid])
             self._save()
             os.replace(self.state_dir / NEXT_KEY_FILE, self.state_dir / KEY_FILE)
-            _fsync_dir(self.state_dir)
+            fsync_dir(self.state_dir)
         log.info("rekeyed the vault: key %s", self.key_id)
         return self.key_id
 
