@@ -15,6 +15,10 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+from nacl.exceptions import BadSignatureError, CryptoError
+from nacl.public import PrivateKey, PublicKey, SealedBox
+from nacl.signing import SigningKey, VerifyKey
+
 from edge.errors import VaultError
 from edge.vault.format import VERSION, Keys, _read, _Record, decode_records
 
@@ -47,10 +51,6 @@ def seal_signed(payload: bytes, target_public_hex: str, signing_key: bytes, magi
     """``payload`` sealed to a gate's X25519 public key, header and box signed by an Ed25519 key.
 
     The layout of a template bundle; a roster (``edge.roster``) is the same with its own ``magic``."""
-    from nacl.exceptions import CryptoError
-    from nacl.public import PublicKey, SealedBox
-    from nacl.signing import SigningKey
-
     target = _hex_key(target_public_hex, "target public key (from `maskgate templates pubkey` there)")
     try:
         signer = SigningKey(signing_key)
@@ -71,10 +71,6 @@ def open_signed(data: bytes, keys: Keys, trusted: list[str], where: str = "bundl
                 magic: bytes = BUNDLE_MAGIC, what: str = "template bundle") -> bytes:
     """The payload of :func:`seal_signed`'s output, once its signer is trusted, its signature right
     and it is sealed to this gate; every fault is a ``VaultError`` starting with ``where``."""
-    from nacl.exceptions import BadSignatureError, CryptoError
-    from nacl.public import PrivateKey, SealedBox
-    from nacl.signing import VerifyKey
-
     n_head = BUNDLE_HEAD.size
     if len(data) < n_head + SIGNATURE_BYTES:
         raise VaultError(f"{where}: too short to be a {what} ({len(data)} bytes)")

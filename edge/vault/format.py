@@ -43,6 +43,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nacl.exceptions import CryptoError
+from nacl.public import PrivateKey
+from nacl.secret import SecretBox
 
 from edge.errors import VaultError
 
@@ -112,8 +115,6 @@ class Keys:
 
     @property
     def public_key(self) -> bytes:
-        from nacl.public import PrivateKey
-
         return bytes(PrivateKey(self.box).public_key)
 
 
@@ -359,17 +360,12 @@ def _read_key(path: Path) -> bytes | None:
 
 
 def _seal(keys: Keys, records: list[_Record], dim: int, space: str) -> bytes:
-    from nacl.secret import SecretBox
-
     header = HEADER.pack(MAGIC, VERSION, keys.key_id)
     return header + bytes(SecretBox(keys.seal).encrypt(header + encode_records(records, dim, space)))
 
 
 def parse(data: bytes, keys: Keys, where: str = "vault") -> tuple[list[_Record], int, str]:
     """Open a sealed vault's bytes; every fault is a ``VaultError`` starting with ``where``."""
-    from nacl.exceptions import CryptoError
-    from nacl.secret import SecretBox
-
     untouched = "the file was left untouched; restore it from the gate it came from or move it away"
     if not data.startswith(MAGIC[:min(len(data), len(MAGIC))]) or not data:
         raise VaultError(f"{where}: not a maskgate vault (foreign or empty file); {untouched}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hmac
 import logging
 import os
 import secrets
@@ -29,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge.claim import credentials
 from edge.config import VaultConfig
 from edge.errors import VaultError
 from edge.files import atomic_write, exclusive, fsync_dir
@@ -450,9 +452,7 @@ class Vault:
 
     def pin_record(self, pin: str) -> str:
         """What the vault keeps of a PIN on this device: its Argon2id hash under the device's salt."""
-        from edge.claim.credentials import device_salt, pin_record
-
-        return pin_record(pin, device_salt(self._device))
+        return credentials.pin_record(pin, credentials.device_salt(self._device))
 
     def pin_salts(self) -> set[str]:
         """The salts (hex) of the PINs held: this device's, and other gates' for imported records."""
@@ -460,8 +460,6 @@ class Vault:
 
     def pin_holders(self, digests: dict[str, str]) -> list[Person]:
         """Everyone whose PIN hash is among ``digests`` (salt -> hash, edge.claim.credentials.pin_digests)."""
-        import hmac
-
         hits = []
         for r in self._records.values():
             if r.pin:
