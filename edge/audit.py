@@ -465,7 +465,7 @@ def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> i
         return 0
     if args.action == "export":  # the selected entries as JSON lines (byte for byte) or CSV; never images
         from edge import audit_query
-        from edge.files import atomic_write
+        from edge.vault import atomic_write
 
         rows = audit_query.select(path, audit_query.query_from(args))
         data = audit_query.to_csv(rows) if args.csv else audit_query.to_jsonl(rows)

@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import VaultError
-from edge.files import atomic_write, exclusive
-from edge.vault import (Person, Vault, _read, decode_records, encode_records, read_signing_key, seal_signed,
-                        sealed_target)
+from edge.files import exclusive
+from edge.vault import (Person, Vault, _read, atomic_write, decode_records, encode_records, read_signing_key,
+                        seal_signed, sealed_target)
 
 log = logging.getLogger(__name__)
 

@@ -154,7 +154,7 @@ class _Collect:
 
 
 def _write(path: Path, data: bytes) -> None:
-    from edge.files import atomic_write
+    from edge.vault import atomic_write
 
     try:
         atomic_write(path, data, 0o644)
