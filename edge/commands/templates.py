@@ -12,6 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nacl.signing import SigningKey
+
+from edge.access import describe, templates_access
+from edge.audit import record
+from edge.claim.admin import credentials_cli
 from edge.errors import VaultError
 from edge.files import atomic_write
 from edge.vault import Vault, _read, read_signing_key
@@ -30,12 +35,8 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
     if action in ("set-card", "clear-card", "set-pin", "clear-pin"):
-        from edge.claim.admin import credentials_cli
-
         return credentials_cli(args, cfg, state, out)
     if action == "keygen":  # an installer's signing key: needs no vault
-        from nacl.signing import SigningKey
-
         path = Path(args.out)
         if path.exists():
             raise VaultError(f"{path} exists; refusing to overwrite a signing key")
@@ -47,6 +48,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
     if action == "add":  # enrolment's frame gates and model: edge/enroll.py
+        # lazy: enrolment brings the camera and vision stack (about 0.5 s); no other action needs it
         from edge.enroll import add_templates_cli
 
         return add_templates_cli(args.person, args.source, cfg, state, out,
@@ -54,13 +56,9 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     vault = Vault.open(state, cfg.vault)
 
     def audit(event: str, **fields: Any) -> None:  # every change goes into the gate's event log
-        from edge.audit import record
-
         record(state, cfg.audit, event, **fields)
 
     if action == "list":
-        from edge.access import describe
-
         people = vault.people()
         for p in people:
             rules = describe(p, cfg.access)
@@ -99,6 +97,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
         data = _read(Path(args.bundle))
         if data is None:
             raise VaultError(f"{args.bundle}: no such bundle file")
+        # lazy: the embedder module brings the vision stack; only import needs it
         from edge.embed import installed_space
 
         added = vault.import_bundle(data, args.bundle, installed_space(cfg.embed.model))
@@ -113,7 +112,5 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"purged {len(gone)} people" + "".join(f"\n  {p.id} {p.name}" for p in gone))
         return 0
     if action == "access":
-        from edge.access import templates_access
-
         return templates_access(vault, cfg.access, args, out, audit)
     raise VaultError(f"unknown templates action {action!r}")
