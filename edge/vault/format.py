@@ -69,6 +69,7 @@ _ID_SOURCES = ("/sys/firmware/devicetree/base/serial-number", "/proc/device-tree
 
 # ---------------------------------------------------------------- identity and keys
 
+
 def device_identity(override: str | None = None, sources: tuple[str, ...] = _ID_SOURCES) -> bytes:
     """The board's identity: the Raspberry Pi / Jetson serial (in the SoC), else ``/etc/machine-id``.
 
@@ -144,6 +145,7 @@ def transform_matrix(seed: bytes, dim: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- records
+
 
 @dataclass(frozen=True)
 class Consent:
@@ -333,6 +335,31 @@ def decode_records(data: bytes) -> tuple[list[_Record], int, str]:
         records.append(_Record(p, matrix[start:start + p.templates], pin, face=face, face_space=fs or ""))
         start += p.templates
     return records, dim, space
+
+
+def unit_rows(templates: list[np.ndarray]) -> np.ndarray:
+    """Plain embeddings as unit float64 rows; a non-finite value is refused."""
+    plain = np.stack([np.asarray(t, dtype=np.float64).ravel() for t in templates])
+    if not np.all(np.isfinite(plain)):
+        raise VaultError("a template holds a non-finite number")
+    plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
+    return plain
+
+
+def unit_face_rows(faces: list[np.ndarray | None] | None, n: int) -> np.ndarray | None:
+    """Unit face rows for ``n`` templates (zero where a photo had none), or None when none has one."""
+    if faces is None or all(f is None for f in faces):
+        return None
+    if len(faces) != n:
+        raise VaultError(f"{len(faces)} face embeddings for {n} templates")
+    rows = np.zeros((n, FACE_DIM), np.float64)
+    for i, f in enumerate(faces):
+        if f is not None:
+            v = np.asarray(f, np.float64).ravel()
+            if v.shape != (FACE_DIM,) or not np.all(np.isfinite(v)):
+                raise VaultError(f"a face embedding must be {FACE_DIM} finite values")
+            rows[i] = v / max(float(np.linalg.norm(v)), 1e-12)
+    return rows
 
 
 def _read(path: Path) -> bytes | None:

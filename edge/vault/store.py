@@ -14,6 +14,13 @@ Why it looks like this:
   reader and only then replaces the file (``_mutate``): a change another process made is never lost,
   and a file the reader would refuse is never written.
 - A file that has gone bad is left as it is; the gate then lets nobody in and says why (``fault``).
+
+Why one module of about 600 lines: it is one class, and every method that changes the file shares
+one invariant (lock, re-read, change, check, write) and one in-memory state (``_records``,
+``_seen``, the gallery cache). Split into mixins or helper modules, each part would reach into the
+same private state and the invariant would no longer be readable in one place. What has no need of
+that state lives beside it: the bytes in ``format``, the files between gates in ``bundles``, the
+command line in ``edge.commands.templates``.
 """
 
 from __future__ import annotations
@@ -36,7 +43,8 @@ from edge.errors import VaultError
 from edge.files import atomic_write, exclusive, fsync_dir
 from edge.vault.bundles import open_bundle, open_signed, seal_signed
 from edge.vault.format import (FACE_DIM, HEADER, ID_RE, KEY_BYTES, MAX_DIM, MAX_TEXT, Consent, Keys, Person, _read,
-                               _read_key, _Record, _seal, device_identity, encode_records, parse, transform_matrix)
+                               _read_key, _Record, _seal, device_identity, encode_records, parse,
+                               transform_matrix, unit_face_rows, unit_rows)
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,7 @@ DAY_S = 86400.0
 
 
 # ---------------------------------------------------------------- the vault
+
 
 class Vault:
     """The people a gate lets in, sealed to this board. Open with :meth:`open`."""
@@ -330,11 +339,8 @@ class Vault:
             raise VaultError(f"the name {name!r} looks like a person id (p- and 16 hex digits); choose another")
         if expires is not None and not 0 <= expires < 1e11:
             raise VaultError("the expiry is not a date the vault can hold")
-        plain = np.stack([np.asarray(t, dtype=np.float64).ravel() for t in templates])
-        if not np.all(np.isfinite(plain)):
-            raise VaultError("a template holds a non-finite number")
-        plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
-        face_rows = _face_rows(faces, len(plain))
+        plain = unit_rows(templates)
+        face_rows = unit_face_rows(faces, len(plain))
         now = time.time()
 
         def change() -> str:
@@ -485,6 +491,12 @@ class Vault:
 
     # ---- bundles between gates
 
+    def _mixed(self, where: str, dim: int, space: str) -> VaultError:
+        """Templates of another embedder cannot join this vault's."""
+        return VaultError(f"{where}: templates of embedder {space or '(not recorded)'} with {dim} "
+                          f"values, this vault's of embedder {self._space or '(not recorded)'} with "
+                          f"{self._dim} (different embedder models cannot be mixed)")
+
     def export_bundle(self, target_public_hex: str, signing_key: bytes) -> bytes:
         """Everyone, sealed to another gate's public key and signed by an installer's Ed25519 key.
 
@@ -517,18 +529,14 @@ class Vault:
         changes; ``done`` runs after the write, still under the lock (``edge.roster`` keeps its
         bookkeeping there)."""
         if add and model_space is not None and space != model_space:
-            raise VaultError(f"{where}: its templates were made by embedder {space or '(not recorded)'}, this "
-                             f"gate's model is embedder {model_space} (another maskgate release): they cannot "
-                             "match here; enrol these people on this gate instead")
+            raise _other_model(where, space, model_space)
         with self._lock():
             self._load()
             remove = plan({pid: r.person for pid, r in self._records.items()}) if plan else []
             replaced = set(remove) | {r.person.id for r in add}
             kept = [pid for pid in self._records if pid not in replaced]
             if add and kept and (dim != self._dim or space != self._space):
-                raise VaultError(f"{where}: templates of embedder {space or '(not recorded)'} with {dim} "
-                                 f"values, this vault's of embedder {self._space or '(not recorded)'} with "
-                                 f"{self._dim} (different embedder models cannot be mixed)")
+                raise self._mixed(where, dim, space)
             for pid in remove:
                 self._records.pop(pid, None)
                 self._seen.pop(pid, None)
@@ -553,10 +561,7 @@ class Vault:
 
     def add_templates(self, person: str, templates: list[np.ndarray], space: str = "") -> Person:
         """More templates for an enrolled person, from plain (unit) embeddings of embedder ``space``."""
-        plain = np.stack([np.asarray(t, dtype=np.float64).ravel() for t in templates])
-        if not np.all(np.isfinite(plain)):
-            raise VaultError("a template holds a non-finite number")
-        plain /= np.maximum(np.linalg.norm(plain, axis=1, keepdims=True), 1e-12)
+        plain = unit_rows(templates)
 
         def change() -> Person:
             p = self.find(person)
@@ -581,15 +586,11 @@ class Vault:
         model is refused even into an empty vault, as none of its templates could match here."""
         records, dim, space = open_bundle(data, self._keys, self.cfg.trusted_keys, where)
         if records and model_space is not None and space != model_space:
-            raise VaultError(f"{where}: its templates were made by embedder {space or '(not recorded)'}, this "
-                             f"gate's model is embedder {model_space} (another maskgate release): they cannot "
-                             "match here; enrol these people on this gate instead")
+            raise _other_model(where, space, model_space)
 
         def change() -> list[Person]:
             if self._records and ((dim and dim != self._dim) or space != self._space):
-                raise VaultError(f"{where}: templates of embedder {space or '(not recorded)'} with {dim} "
-                                 f"values, this vault's of embedder {self._space or '(not recorded)'} with "
-                                 f"{self._dim} (different embedder models cannot be mixed)")
+                raise self._mixed(where, dim, space)
             if records:
                 self._space = space
             for r in records:
@@ -607,17 +608,8 @@ class Vault:
         return self._mutate(change)
 
 
-def _face_rows(faces: list[np.ndarray | None] | None, n: int) -> np.ndarray | None:
-    """Unit face rows for ``n`` templates (zero where a photo had none), or None when none has one."""
-    if faces is None or all(f is None for f in faces):
-        return None
-    if len(faces) != n:
-        raise VaultError(f"{len(faces)} face embeddings for {n} templates")
-    rows = np.zeros((n, FACE_DIM), np.float64)
-    for i, f in enumerate(faces):
-        if f is not None:
-            v = np.asarray(f, np.float64).ravel()
-            if v.shape != (FACE_DIM,) or not np.all(np.isfinite(v)):
-                raise VaultError(f"a face embedding must be {FACE_DIM} finite values")
-            rows[i] = v / max(float(np.linalg.norm(v)), 1e-12)
-    return rows
+def _other_model(where: str, space: str, model_space: str) -> VaultError:
+    """Templates made by another model than the installed one can match nobody here."""
+    return VaultError(f"{where}: its templates were made by embedder {space or '(not recorded)'}, this "
+                      f"gate's model is embedder {model_space} (another maskgate release): they cannot "
+                      "match here; enrol these people on this gate instead")
