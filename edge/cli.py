@@ -138,9 +138,9 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import vault
+    from edge.commands import templates
 
-    return vault.templates_cli(args, cfg, Path(args.state), out)
+    return templates.templates_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
