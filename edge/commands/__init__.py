@@ -1,1 +1,1 @@
-"""The ``maskgate`` command groups, one module per group: only cli.py and edge/commands parse arguments and print."""
+"""one module per command group; only cli.py and edge/commands parse arguments and print"""

@@ -66,7 +66,7 @@ def check_display(ctx: Context) -> Finding:
 
 
 def check_sound(ctx: Context) -> Finding:
-    """Sounds can play: aplay and an ALSA card (edge.display.check)."""
+    """Sounds can play: aplay and an ALSA device that opens, and the rendered prompts (edge.display.check)."""
     return Finding(*display_check.check_sound(ctx.cfg))
 
 
