@@ -451,6 +451,8 @@ class Gate:
 
     def close(self) -> None:
         self._lock_quietly()
+        if self.follower is not None:   # the last chime heard out, the screen it opened closed
+            self.follower.close()
 
 
 class _EventPrompter:
