@@ -167,3 +167,15 @@ def test_modules_named_in_the_docs_exist() -> None:
         named |= set(re.findall(r"(edge/[\w/]+\.py)", path.read_text()))
     missing = sorted(p for p in named if not (ROOT / p).exists())
     assert not missing, missing
+
+
+def test_residents_doc_shows_every_screen_in_every_language() -> None:
+    """docs/screens/render.py draws each screen of the tour in each language; residents.md shows them all."""
+    from edge.display.demo import TOUR
+    from edge.display.i18n import LANGUAGES
+
+    text = (ROOT / "docs" / "residents.md").read_text()
+    shown = set(re.findall(r"!\[\]\(screens/([\w-]+)\.png\)", text))
+    names = {"-".join(str(x) for x in (s.kind, s.step, s.reason) if x) for s in TOUR}
+    assert shown == {f"{lang}-{n}" for lang in LANGUAGES for n in names}
+    assert shown == {p.stem for p in (ROOT / "docs" / "screens").glob("*.png")}
