@@ -435,7 +435,7 @@ def tail(path: Path, n: int) -> list[dict[str, Any]]:
 
 def _format(entry: dict[str, Any]) -> str:
     skip = {"seq", "ts", "event", "prev"}
-    from edge.cli import printable  # one entry, one line: a newline in a value is shown as \n
+    from edge.commands.output import printable  # one entry, one line: a newline in a value is shown as \n
 
     rest = " ".join(f"{k}={printable(str(v), keep_newlines=False)}" for k, v in entry.items() if k not in skip)
     return f"{entry.get('seq', '-')!s:>6} {entry.get('ts', '-')} {entry.get('event', '?')} {rest}".rstrip()
