@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from edge import __version__
 from edge import config as config_mod
@@ -129,7 +129,7 @@ def _cmd_usb(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> i
 
 
 def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import audit
+    from edge.commands import audit
 
     return audit.audit_cli(args, cfg, Path(args.state), out)
 
