@@ -117,7 +117,7 @@ def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output
 
 
 def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import roster
+    from edge.commands import roster
 
     return roster.roster_cli(args, cfg, Path(args.state), out)
 
