@@ -123,7 +123,7 @@ def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_usb(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import usb
+    from edge.commands import usb
 
     return usb.usb_cli(args, cfg, Path(args.state), out)
 
