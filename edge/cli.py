@@ -144,7 +144,7 @@ def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
 
 def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # a reader of the local stream: no network here either
-    from edge import events
+    from edge.commands import events
 
     return events.events_cli(cfg.events, out, count=args.count)
 
