@@ -83,7 +83,7 @@ def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import embed
+    from edge.commands import embed
 
     return embed.embed_images([Path(p) for p in args.images], cfg, out)
 

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embedder: Any = None) -> int:
     """One result per image; exit 0 when every image was read, 2 when some could not be."""
     from edge import fusion
-    from edge.embed import Embedder, still_images
+    from edge.commands.embed import still_images
+    from edge.embed import Embedder
     from edge.vault import Vault
     from edge.vision.landmarks import detect_padded
 
