@@ -89,7 +89,7 @@ def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 
 def _cmd_identify(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import identify
+    from edge.commands import identify
 
     return identify.identify_images([Path(p) for p in args.images], cfg, Path(args.state), out)
 

@@ -70,7 +70,7 @@ def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> di
     from edge.calibration import calibrate
     from edge.enroll import enroll_cli
     from edge.errors import MaskgateError
-    from edge.identify import identify_images
+    from edge.commands.identify import identify_images
     from edge.vault import Vault
 
     with tempfile.TemporaryDirectory(prefix="eval-identify-") as tmp:
