@@ -95,7 +95,7 @@ def _cmd_identify(args: argparse.Namespace, cfg: config_mod.Config, out: Output)
 
 
 def _cmd_liveness(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import liveness
+    from edge.commands import liveness
 
     return liveness.judge_video(Path(args.video), args.challenge, cfg, out)
 

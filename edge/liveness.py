@@ -16,7 +16,6 @@ import itertools
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -460,33 +459,3 @@ class ChallengeSession:
             log.info("turn of %.0f deg fits one homography (%.4f)", turned, resid)
             return "flat object (landmarks move as one plane)"
         return True
-
-
-# ---- the CLI ----
-
-def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
-    """``maskgate liveness``: one challenge on a recording, prompted at its first face (after the
-    0.4 s baseline). Exit 0 passed, 1 not passed, 2 unreadable input."""
-    from edge.camera import frames
-    from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
-
-    source = ReplaySource(video, realtime=False)
-    session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out))
-    verdict = None
-    last_t = 0.0
-    with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                    min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
-        for frame in frames(source):
-            last_t = frame.t
-            verdict = session.update(frame, lm.detect(frame.image))
-            if verdict is not None:
-                break
-    if verdict is None:
-        reason = "no face in the recording" if session._first_t is None else "recording ended before the answer"
-        start = session._prompt_t if session._prompt_t is not None else last_t
-        verdict = Verdict(False, session.step, reason, round(last_t - start, 3))
-    out.event({"passed": verdict.passed, "elapsed_s": verdict.elapsed_s, "reason": verdict.reason},
-              f"{'PASSED' if verdict.passed else 'NOT PASSED'} {challenge} in {verdict.elapsed_s:.2f} s: "
-              f"{verdict.reason}")
-    return 0 if verdict.passed else 1
