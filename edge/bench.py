@@ -13,6 +13,7 @@ import resource
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -79,17 +80,24 @@ def match_stage(n: int) -> str:
     return f"match_{n // 1000}k" if n % 1000 == 0 else f"match_{n}"
 
 
-def table(rows: list[tuple[str, float, float, int]]) -> list[str]:
-    """The stage figures as aligned text lines (stage, median, p95, samples)."""
-    width = max([len("stage")] + [len(r[0]) for r in rows])
-    lines = [f"{'stage':<{width}}  {'median ms':>9}  {'p95 ms':>9}  {'frames':>6}"]
-    lines += [f"{name:<{width}}  {med:>9.2f}  {p95:>9.2f}  {n:>6}" for name, med, p95, n in rows]
-    return lines
+@dataclass(frozen=True)
+class Bench:
+    """The figures of one run: ``rows`` (stage, median ms, p95 ms, samples) in stage order, ``frame``
+    last; ``why_not``: why the embed stages were left out ("" when they ran)."""
+
+    clip: str
+    size: tuple[int, int]
+    templates: int
+    why_not: str
+    rows: list[tuple[str, float, float, int]]
+    frames: int
+    fps: float
+    rss_mb: float
 
 
-def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
-        templates: int = MATCH_TEMPLATES) -> int:
-    """Time each stage over up to ``frames`` frames of the clip; one line per stage, then fps and RSS.
+def measure(cfg: Config, video: Path | None = None, frames: int = 150,
+            templates: int = MATCH_TEMPLATES) -> Bench:
+    """Time each stage over up to ``frames`` frames of the clip: its figures per stage, fps and RSS.
 
     ``frame`` is the whole loop turn (the sum of the stages on that frame); fps is 1000 / its median.
     The match stage searches as the gate does at a decision: the last 2 x ``match.frames`` embeddings
@@ -157,17 +165,6 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
         source.close()
         lm.close()
     times["frame"] = total
-    out.text(f"maskgate bench: {len(total)} frames of {source.path.name} ({size[0]}x{size[1]}), "
-             f"match over {len(gallery)} templates")
-    if why_not:
-        out.text(f"embed stage left out: {why_not}")
     rows = [(stage, *_stats(ms), len(ms)) for stage, ms in times.items() if ms]
-    lines = table(rows)
-    out.text(lines[0])
-    for line, (stage, med, p95, n) in zip(lines[1:], rows):
-        out.event({"stage": stage, "ms_median": round(med, 3), "ms_p95": round(p95, 3), "frames": n}, line)
     fps = 1000.0 / _stats(total)[0] if total else 0.0
-    mb = rss_mb()
-    out.event({"frames": len(total), "fps": round(fps, 1), "rss_mb": round(mb, 1)},
-              f"\n{fps:.1f} frames per second (median frame), peak RSS {mb:.0f} MB")
-    return 0
+    return Bench(source.path.name, size, len(gallery), why_not, rows, len(total), fps, rss_mb())

@@ -158,7 +158,7 @@ def _cmd_mqtt(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
 
 
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import bench
+    from edge.commands import bench
 
     return bench.run(cfg, out, video=Path(args.video) if args.video else None, frames=args.frames,
                      templates=args.templates)
