@@ -153,7 +153,7 @@ class _Collect:
         pass
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_to_stick(path: Path, data: bytes) -> None:
     from edge.vault import atomic_write
 
     try:
@@ -172,19 +172,19 @@ def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsbError(f"{dest}: cannot write to the stick: {e.strerror}") from None
-    _write(dest / "pubkey.txt", f"{vault.public_key()}\n".encode())
+    write_to_stick(dest / "pubkey.txt", f"{vault.public_key()}\n".encode())
     collect = _Collect()
     diag.run_checks(list(DIAG_CHECKS), cfg, state, collect)
-    _write(dest / "diag.jsonl", "".join(line + "\n" for line in collect.lines).encode())
+    write_to_stick(dest / "diag.jsonl", "".join(line + "\n" for line in collect.lines).encode())
     rows = audit_query.select(state / LOG_NAME, audit_query.Query())
-    _write(dest / "audit.jsonl", audit_query.to_jsonl(rows))
-    _write(dest / "audit.csv", audit_query.to_csv(rows))
+    write_to_stick(dest / "audit.jsonl", audit_query.to_jsonl(rows))
+    write_to_stick(dest / "audit.csv", audit_query.to_csv(rows))
     return dest
 
 
-def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
-    """``maskgate usb DIR``: rosters in, and with a signed request the report out. 1 when anything
-    on the stick was refused."""
+def process(stick: Path, cfg: Any, state: Path) -> Outcome:
+    """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
+    refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
     from edge.audit import record
     from edge.embed import installed_space
     from edge.vault import Vault
@@ -215,23 +215,12 @@ def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
               "skipped": outcome.skipped, "request": outcome.request, "report": outcome.report,
               "done": True}
     if outcome.report:
-        _write(Path(outcome.report) / "result.json", json.dumps(result, indent=1).encode() + b"\n")
+        write_to_stick(Path(outcome.report) / "result.json", json.dumps(result, indent=1).encode() + b"\n")
         os.sync()  # the stick may be pulled as soon as the gate says done
-    for item in outcome.imported:
-        out.event({"usb": "roster", **item},
-                  f"roster {item['file']}: v{item['version']} of station {item['station']}: "
-                  f"{len(item['added'])} added, {len(item['changed'])} changed, {len(item['removed'])} removed")
-    for item in outcome.refused:
-        out.event({"usb": "refused", **item}, f"refused {item['file']}: {item['reason']}")
-    for item in outcome.skipped:
-        out.event({"usb": "skipped", **item}, f"skipped {item['file']}: {item['reason']}")
     status = "done" if not outcome.refused else "done, with refusals"
-    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused)},
-              f"{status}: {len(outcome.imported)} roster(s) imported; report request: {outcome.request}"
-              + (f"; report written to {outcome.report}" if outcome.report else ""))
     log.info("usb stick %s: %s", stick, status)
     audit("usb.done", imported=len(outcome.imported), refused=len(outcome.refused), request=outcome.request[:200])
-    return 1 if outcome.refused else 0
+    return outcome
 
 
 def has_valid_request(stick: Path, cfg: Any, state: Path) -> bool:
