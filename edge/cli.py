@@ -34,8 +34,8 @@ def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     privacy.install()  # first: no socket, no image file from here on
     from edge import gate
 
-    if getattr(args, "display", None):   # the screens too (edge/display/demo.py)
-        from edge.display import demo
+    if getattr(args, "display", None):   # the screens too (edge/commands/demo.py)
+        from edge.commands import demo
 
         return demo.run(cfg, out, args.display)
     return gate.demo(cfg, out)
