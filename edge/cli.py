@@ -32,13 +32,11 @@ STATE_WRITERS = {"run", "replay", "enroll", "templates", "roster", "diag", "usb"
 
 def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
-    from edge import gate
+    from edge.commands import demo
 
-    if getattr(args, "display", None):   # the screens too (edge/commands/demo.py)
-        from edge.commands import demo
-
+    if getattr(args, "display", None):   # the screens too
         return demo.run(cfg, out, args.display)
-    return gate.demo(cfg, out)
+    return demo.demo(cfg, out)
 
 
 def _cmd_run(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -73,7 +71,7 @@ def _named_or_refused(path: str | None, cfg: config_mod.Config) -> None:
 
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
-    from edge import gate
+    from edge.commands import gate
 
     from edge.clock import parse_at
 
@@ -102,7 +100,7 @@ def _cmd_liveness(args: argparse.Namespace, cfg: config_mod.Config, out: Output)
 
 def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # enrolment reads live frames: no socket, no image file from here on
-    from edge import enroll
+    from edge.commands import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
                              operator=args.operator, expires=args.expires, card=args.card, pin=args.pin,

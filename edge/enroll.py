@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -50,6 +50,30 @@ MAX_EXPIRY_YEARS = 100     # --expires further ahead than this is a typo (and 99
 
 class EnrollError(MaskgateError):
     """Enrolment cannot go ahead: no consent, a bad source, or too few good frames."""
+
+
+Say = Callable[[str], None]   # where progress lines go (the prompts, a line per source): a person is waiting
+
+
+def _quiet(line: str) -> None:
+    """Progress nobody is watching (evaluation, tests)."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What one enrolment did. ``person`` is None when nobody was enrolled because the liveness
+    challenge failed (``reason``); every other refusal is an ``EnrollError``. ``site``: the site
+    calibration's summary when, with this person enrolled, the face alone no longer keeps strangers
+    out at ``[match] stranger_rate`` (the gate then needs claim mode)."""
+
+    name: str
+    person: str | None
+    templates: int = 0
+    good_frames: int = 0
+    frames: int = 0
+    look_alike: dict | None = None
+    site: str | None = None
+    reason: str = ""
 
 
 def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_PUPIL_PX) -> str | None:
@@ -160,7 +184,7 @@ def _classify(source: str) -> tuple[str, list[Path]]:
     return "video", [p]
 
 
-def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
+def _live_camera_frames(cfg: Config, say: Say) -> Iterator[np.ndarray]:
     """Frames of a person who first passed the liveness challenge, while their face stays in view."""
     try:
         from edge import liveness
@@ -168,7 +192,7 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
         raise EnrollError("enrolling from the camera needs the liveness check (edge/liveness.py), "
                           "which this build lacks; enrol from a supervised video or images") from None
     steps = liveness.draw_sequence(cfg.liveness, random.SystemRandom(), None)
-    session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, out))
+    session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, say))
     it = frames(open_source(cfg.camera))
     try:
         with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
@@ -182,7 +206,7 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
                     break
             if verdict is None or not verdict.passed:
                 raise _LivenessFailed(verdict.reason if verdict else "the camera stopped")
-            out.text("liveness passed; hold still and look at the camera")
+            say("liveness passed; hold still and look at the camera")
             start = None
             for frame in it:
                 start = frame.t if start is None else start
@@ -204,10 +228,11 @@ class _LivenessFailed(Exception):
         self.reason = reason
 
 
-def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model: Any = None
+def collect(sources: list[str], cfg: Config, embedder: Any, say: Say = _quiet, face_model: Any = None
             ) -> tuple[list[Candidate], list[SourceReport]]:
     """Embeddings of every good frame of every source, with a report per source (and the whole-face
-    embedding of each, when ``face_model`` is given and the lower face is not covered)."""
+    embedding of each, when ``face_model`` is given and the lower face is not covered); ``say``
+    hears the liveness prompts and a line per source."""
     cands: list[Candidate] = []
     reports: list[SourceReport] = []
     groups: dict[str, int] = {}
@@ -219,7 +244,7 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
         rep = SourceReport(source)
         reports.append(rep)
         if kind == "camera":
-            images: Iterable[np.ndarray] = _live_camera_frames(cfg, out)
+            images: Iterable[np.ndarray] = _live_camera_frames(cfg, say)
         elif kind == "video":
             images = _video_frames(paths[0])
         else:
@@ -248,17 +273,18 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
                                        geometry.face_quality(image, faces[0].landmarks).sharpness,
                                        None if fp is None or fp.covered else fp.embedding))
         refused = ", ".join(f"{n} {why}" for why, n in rep.refused.most_common()) or "none"
-        out.text(f"{source}: {rep.frames} frames, {rep.good} good (refused: {refused})")
+        say(f"{source}: {rep.frames} frames, {rep.good} good (refused: {refused})")
     return cands, reports
 
 
-def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
-               operator: str = "", expires: str | None = None, embedder: Any = None,
-               card: str | None = None, pin: bool = False, allow_look_alike: bool = False,
-               groups: list[str] | None = None, valid_from: str | None = None,
-               valid_until: str | None = None) -> int:
-    """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin] [--group G]...``: 0 enrolled,
-    1 liveness failed, 2 bad input."""
+def enroll(name: str, sources: list[str], consent: str, cfg: Config, state: Path, say: Say = _quiet,
+           operator: str = "", expires: str | None = None, embedder: Any = None,
+           card: str | None = None, pin: bool = False, allow_look_alike: bool = False,
+           groups: list[str] | None = None, valid_from: str | None = None,
+           valid_until: str | None = None) -> Enrolled:
+    """Enrol ``name`` from ``sources`` (camera, a video, an image folder or files) with their consent,
+    card, PIN, groups and pass, into the vault of ``state``, and audit it. ``EnrollError`` (exit 2)
+    for bad input or too few good frames; a failed liveness challenge is a result (nobody enrolled)."""
     if not consent or not consent.strip():
         raise EnrollError("no consent given: --consent must hold the person's consent text or the "
                           "reference of their signed form; nobody is enrolled without it")
@@ -295,11 +321,9 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
 
     face_model = fusion.load(cfg.embed)
     try:
-        cands, reports = collect(sources, cfg, embedder, out, face_model)
+        cands, reports = collect(sources, cfg, embedder, say, face_model)
     except _LivenessFailed as e:
-        out.event({"enrolled": False, "name": name, "reason": f"liveness failed: {e.reason}"},
-                  f"not enrolled: liveness failed ({e.reason})")
-        return 1
+        return Enrolled(name, None, reason=e.reason)
     if len(cands) < MIN_TEMPLATES:
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
@@ -320,15 +344,8 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
            operator=operator, expires=expires, card=card, pin=pin_record is not None,
            groups=list(rules["groups"]) or None, valid_from=rules["valid_from"], valid_until=rules["valid_until"],
            **({"look_alike": alike["name"]} if alike else {}))
-    out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
-               "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
-              f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")
-    site_warning(vault, name, cfg, embedder, out)
-    if alike:
-        out.text(f"warning: {name} resembles {alike['name']} to this model ({alike['score']:.2f}, the gate's "
-                 f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
-                 "person under two names, remove one (maskgate templates remove)")
-    return 0
+    return Enrolled(name, pid, len(chosen), len(cands), sum(r.frames for r in reports), alike,
+                    site_check(vault, cfg, embedder))
 
 
 def _credentials(vault: Any, name: str, card: str | None, pin: bool) -> tuple[str | None, str | None]:
@@ -367,20 +384,18 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}
 
 
-def site_warning(vault: Any, name: str, cfg: Config, embedder: Any, out: Any) -> None:
-    """Warn when, with this person enrolled, the model can no longer separate the site's people at
-    ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode."""
-    from edge.calibration import CLAIM_HINT, calibrate
+def site_check(vault: Any, cfg: Config, embedder: Any) -> str | None:
+    """The site calibration's summary when the model can no longer separate the site's people at
+    ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode. None when it can."""
+    from edge.calibration import calibrate
 
     ids, rows = vault.gallery()
     if not ids:
-        return
+        return None
     cal = calibrate(ids, rows, embedder, cfg.match)
-    if not cal.separates:
-        out.text(f"warning: with {name} enrolled, {cal.summary()}: the face alone cannot keep strangers "
-                 f"out at match.stranger_rate = {cfg.match.stranger_rate:g} here; {CLAIM_HINT}")
-        if getattr(out, "json", False):   # no human text under --json: say it on stderr
-            log.warning("site calibration after enrolling %s: %s; %s", name, cal.summary(), CLAIM_HINT)
+    return None if cal.separates else cal.summary()
+
+
 def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path, out: Any, embedder: Any = None,
                       allow_look_alike: bool = False) -> int:
     """``maskgate templates add PERSON --from SOURCE...``: more templates (a mask, glasses, a new haircut)
@@ -399,7 +414,7 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
     if stale:
         raise EnrollError(stale)
     try:
-        cands, _ = collect(sources, cfg, embedder, out)
+        cands, _ = collect(sources, cfg, embedder, out.text)
     except _LivenessFailed as e:
         out.event({"added": 0, "person": p.id, "reason": f"liveness failed: {e.reason}"},
                   f"nothing added: liveness failed ({e.reason})")

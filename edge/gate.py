@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.camera import Frame, frames
-from edge.camera.replay import ReplaySource, demo_clip
+from edge.camera.replay import ReplaySource
 from edge.config import Config
 from edge.errors import MaskgateError
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
@@ -508,40 +507,14 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
                 fault="; ".join(faults) or None, prompter=prompter, face_model=face_model, clock=clock)
 
 
-def _human(ev: dict[str, Any]) -> str:
-    """An event as a line for a person reading the terminal."""
-    t = f"{ev['t']:7.2f}s"
-    if ev["event"] == "decision":
-        claim = f" with {ev['claim']}" if ev.get("claim") else ""
-        if ev["granted"]:
-            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']}){claim}"
-        score = "" if ev["score"] is None else f" (score {ev['score']})"
-        if ev.get("who"):  # recognised, refused by the access rules
-            score = f" ({ev['who']}, score {ev['score']})"
-        return f"{t} access denied: {ev['reason']}{score}{claim}"
-    rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
-    return f"{t} {ev['event']} {rest}".rstrip()
-
-
-def printer(out: Any) -> Emit:
-    """Every event as a JSON line, or, for people, everything but the per-frame face lines."""
-    def emit(ev: dict[str, Any]) -> None:
-        if out.json:
-            out.event(ev)
-        elif ev["event"] != "face":
-            out.text(_human(ev))
-    return emit
-
-
-def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           claim: str | None = None, at: Any = None, display: Any = None) -> int:
-    """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
+def replay(video: Path, cfg: Config, state: Path, emit: Emit, challenges: list[str] | None = None,
+           claim: str | None = None, at: Any = None, display: Any = None) -> list[dict[str, Any]]:
+    """Run the whole gate over a recording as fast as it decodes, relay on mock pins, every event to
+    ``emit``; the decisions it came to (none when nobody completed an approach).
 
     ``claim``: a card number presented at the start of the recording (match.mode claim / either).
     ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
     clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
-
-    Exit 1 when the recording ended in denials only (access denied), else 0.
     """
     from edge.audit import AuditLog
     from edge.config import replace
@@ -555,7 +528,6 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
         card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
     source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
-    emit = printer(out)
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
@@ -580,42 +552,4 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     finally:
         gate.close()
         door.close()
-    if not gate.decisions:
-        out.text("no decision: nobody completed an approach in this recording")
-        return 0
-    return 0 if any(d["granted"] for d in gate.decisions) else 1
-
-
-def demo(cfg: Config, out: Any, display: Any = None) -> int:
-    """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink).
-
-    Exit 0 on the expected grant, 1 if the demo person was denied (then the install is not right).
-    """
-    from edge import enroll
-    from edge.config import replace
-
-    # The demo person walks through after the grant: one approach, not a second one on the same clip.
-    cfg = replace(cfg, "gate", cooldown_s=max(cfg.gate.cooldown_s, 60.0))
-    with tempfile.TemporaryDirectory(prefix="maskgate-demo-") as tmp:
-        state = Path(tmp)
-        enroll_dir = Path(demo_clip()).parent / "enroll"
-        out.text(f"demo: enrolling the demo person from {len(list(enroll_dir.glob('*.jpg')))} bundled frames")
-        enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
-                          state, _Quiet(out), operator="maskgate demo")
-        out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
-        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"], display=display)
-
-
-class _Quiet:
-    """An output that keeps enrolment's own lines out of the demo's event stream."""
-
-    def __init__(self, out: Any) -> None:
-        self.json = out.json
-        self._out = out
-
-    def event(self, obj: dict[str, Any], text: str | None = None) -> None:
-        if not self.json:
-            self._out.text(text if text is not None else str(obj))
-
-    def text(self, line: str) -> None:
-        self._out.text(line)
+    return list(gate.decisions)

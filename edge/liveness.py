@@ -16,7 +16,7 @@ import itertools
 import logging
 import random
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -104,17 +104,17 @@ class Prompter(Protocol):
 
 
 class LogPrompter:
-    """Prompts as log lines (and to an ``out`` object's text, for the CLI)."""
+    """Prompts as log lines (and as lines to ``say``, for a person at the terminal)."""
 
-    def __init__(self, out: Any = None) -> None:
-        self.out = out
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+        self.say = say
 
     def show(self, step: str | None) -> None:
         if step is None:
             return
         log.info("prompt: %s", PROMPT_TEXT[step])
-        if self.out is not None:
-            self.out.text(f"challenge: {PROMPT_TEXT[step]}")
+        if self.say is not None:
+            self.say(f"challenge: {PROMPT_TEXT[step]}")
 
     def close(self) -> None:
         pass
@@ -221,7 +221,8 @@ class DoorLedPrompter:
         self.door.indicate("idle")
 
 
-def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None, door: Any = None) -> Prompter:
+def make_prompter(cfg: Config, say: Callable[[str], None] | None = None, pin_factory: Any = None,
+                  door: Any = None) -> Prompter:
     """The prompter the config names (``[liveness] prompt``; the LED is ``[door] led_pin``, shown
     through ``door`` when the gate has one, since the door keeper owns that pin)."""
     if cfg.liveness.prompt == "window":
@@ -232,7 +233,7 @@ def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None, door: A
         if door is not None:
             return DoorLedPrompter(door)
         return LedPrompter(cfg.door.led_pin, pin_factory=pin_factory)
-    return LogPrompter(out)
+    return LogPrompter(say)
 
 
 # ---- measurements on one face ----

@@ -286,7 +286,7 @@ def test_framebuffer_without_geometry_or_device_says_what_to_set(tmp_path: Path)
 def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
     """The real demo (enrolment, gate, blink, grant) with a file-backed framebuffer attached: the
     screens it wrote, read back from the file, are the real renderer's checking, blink and welcome."""
-    from edge import gate
+    from edge.commands import demo
 
     fb = tmp_path / "fb0"
     fb.write_bytes(b"\0" * (320 * 192 * 4))
@@ -311,7 +311,7 @@ def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
             pass
 
     disp = Watching(str(fb), 320, 192, 32)
-    assert gate.demo(cfg, Quiet(), display=disp) == 0
+    assert demo.demo(cfg, Quiet(), display=disp) == 0
     disp.close()
     r = Renderer((320, 192), "en", translator("en"))
     for s in (Screen("checking"), Screen("challenge", step="blink", n=1, total=1, seconds=3), Screen("welcome")):

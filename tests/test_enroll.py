@@ -138,6 +138,27 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_enroll_returns_its_result_and_prints_nothing(state: Path, capsys: pytest.CaptureFixture) -> None:
+    """``edge.enroll.enroll`` (the command's and the demo's enrolment): a result, progress only to
+    ``say``, nothing on stdout; the person is in the vault and the audit log."""
+    from edge.audit import LOG_NAME
+    from edge.config import Config
+    from edge.enroll import enroll
+    from edge.vault import Vault
+
+    said: list[str] = []
+    r = enroll("Demo Person", [str(ROOT / "edge/demo/enroll")], "form 4", Config(), state, said.append,
+               operator="tester")
+    assert r.person is not None and r.name == "Demo Person" and r.reason == ""
+    assert (r.good_frames, r.frames) == (6, 6) and 2 <= r.templates <= 5 and r.look_alike is None
+    assert said == [f"{ROOT / 'edge/demo/enroll'}: 6 frames, 6 good (refused: none)"]
+    assert capsys.readouterr().out == ""
+    [p] = Vault.open(state, Config().vault).people()
+    assert (p.id, p.name, p.templates) == (r.person, "Demo Person", r.templates)
+    assert f'"person": "{r.person}"' in (state / LOG_NAME).read_text()
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
 def test_templates_add_and_expiry_shown_as_given(state: Path) -> None:
     faces = ROOT / "tests" / "fixtures" / "faces"
     r = maskgate("enroll", "Ben", "--from", faces / "d12_010.jpg", faces / "d12_060.jpg", "--consent", "form 3",

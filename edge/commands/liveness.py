@@ -17,7 +17,7 @@ def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
     from edge.vision.landmarks import Landmarker
 
     source = ReplaySource(video, realtime=False)
-    session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out))
+    session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out.text))
     verdict = None
     last_t = 0.0
     with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
