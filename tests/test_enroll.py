@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -155,7 +156,8 @@ def test_enroll_returns_its_result_and_prints_nothing(state: Path, capsys: pytes
     assert capsys.readouterr().out == ""
     [p] = Vault.open(state, Config().vault).people()
     assert (p.id, p.name, p.templates) == (r.person, "Demo Person", r.templates)
-    assert f'"person": "{r.person}"' in (state / LOG_NAME).read_text()
+    [entry] = [json.loads(line) for line in (state / LOG_NAME).read_text().splitlines()]
+    assert (entry["event"], entry["person"], entry["operator"]) == ("vault.enroll", r.person, "tester")
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
