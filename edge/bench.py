@@ -19,9 +19,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge import fusion
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
-from edge.errors import ConfigError
+from edge.embed import Embedder
+from edge.errors import ConfigError, ModelError
+from edge.match import Gallery
 from edge.vision import eyecrop, facecrop, geometry
 from edge.vision.landmarks import Landmarker
 
@@ -55,8 +58,6 @@ MATCH_DIM = 128  # template length when no embedder is installed to say its own
 def synthetic_gallery(dim: int, n: int = MATCH_TEMPLATES, per_person: int = MATCH_PER_PERSON,
                       seed: int = 0) -> Any:
     """A gallery of ``n`` random unit templates: search cost depends on its shape, not its faces."""
-    from edge.match import Gallery
-
     rng = np.random.default_rng(seed)
     templates = rng.standard_normal((n, dim)).astype(np.float32)
     templates /= np.linalg.norm(templates, axis=1, keepdims=True)
@@ -65,9 +66,6 @@ def synthetic_gallery(dim: int, n: int = MATCH_TEMPLATES, per_person: int = MATC
 
 def _embedder(cfg: Config) -> tuple[Any, str]:
     """The eye embedder, or None and why when no valid model is installed: the other stages still count."""
-    from edge.embed import Embedder
-    from edge.errors import ModelError
-
     try:
         return Embedder(cfg.embed), ""
     except ModelError as e:
@@ -114,8 +112,6 @@ def measure(cfg: Config, video: Path | None = None, frames: int = 150,
     times: dict[str, list[float]] = {name: [] for name in stages}
     total: list[float] = []
     embedder, why_not = _embedder(cfg)
-    from edge import fusion
-
     face_model = fusion.load(cfg.embed) if embedder is not None else None
     lm = Landmarker(cfg.vision.max_faces)
     dim = embedder.dim if embedder is not None else MATCH_DIM

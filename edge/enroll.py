@@ -21,10 +21,19 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from edge import fusion
+from edge.access import person_rules
+from edge.audit import record
+from edge.calibration import calibrate
 from edge.camera import frames, open_source
 from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, check_image_file, read_image
+from edge.claim.admin import ask_pin
+from edge.claim.credentials import normalise_card
 from edge.config import Config
+from edge.embed import Embedder
 from edge.errors import MaskgateError
+from edge.match import Gallery
+from edge.vault import ID_RE, Vault
 from edge.vision import geometry
 from edge.vision.landmarks import Face, Landmarker, detect_padded
 
@@ -291,34 +300,24 @@ def enroll(name: str, sources: list[str], consent: str, cfg: Config, state: Path
     name = name.strip()
     if not name or len(name) > 200 or not name.isprintable():
         raise EnrollError("the name must be 1-200 printable characters")
-    from edge.vault import ID_RE
-
     if ID_RE.fullmatch(name):  # `templates remove NAME` would find another person by this id
         raise EnrollError(f"the name {name!r} looks like a person id (p- and 16 hex digits); choose another")
     if len(operator) > 200 or not operator.isprintable():
         raise EnrollError("--operator must be at most 200 printable characters (no control characters)")
     until = _parse_expiry(expires)
-    from edge.access import person_rules
-
     rules = person_rules(cfg.access, groups, valid_from, valid_until)  # a bad group or pass fails now
     for s in sources:
         _classify(s)  # a missing file fails now, before the camera or the model start
-    from edge.vault import Vault
-
     vault = Vault.open(state, cfg.vault)
     if any(p.name == name for p in vault.people()):
         raise EnrollError(f"{name!r} is already enrolled; remove them first (maskgate templates remove) "
                           "or choose another name")
     card, pin_record = _credentials(vault, name, card, pin)  # before the camera: fail fast, ask once
     if embedder is None:
-        from edge.embed import Embedder
-
         embedder = Embedder(cfg.embed)
     stale = vault.stale_for(embedder.space)
     if stale:  # before the challenge: these templates could never be enrolled beside them
         raise EnrollError(stale)
-    from edge import fusion
-
     face_model = fusion.load(cfg.embed)
     try:
         cands, reports = collect(sources, cfg, embedder, say, face_model)
@@ -338,8 +337,6 @@ def enroll(name: str, sources: list[str], consent: str, cfg: Config, state: Path
                     card=card, pin=pin_record,
                     faces=[c.face for c in chosen] if face_model is not None else None,
                     face_space=face_model.space if face_model is not None else "", **rules)
-    from edge.audit import record
-
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
            operator=operator, expires=expires, card=card, pin=pin_record is not None,
            groups=list(rules["groups"]) or None, valid_from=rules["valid_from"], valid_until=rules["valid_until"],
@@ -350,9 +347,6 @@ def enroll(name: str, sources: list[str], consent: str, cfg: Config, state: Path
 
 def _credentials(vault: Any, name: str, card: str | None, pin: bool) -> tuple[str | None, str | None]:
     """``--card`` checked (a number, nobody else's) and ``--pin`` asked twice and hashed."""
-    from edge.claim.admin import ask_pin
-    from edge.claim.credentials import normalise_card
-
     if card is not None:
         card = normalise_card(card)
         holder = vault.card_holder(card)
@@ -368,9 +362,6 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     The gate's threshold is its site calibration (edge.calibration) of the people enrolled now: on a
     population the model separates poorly, the model's own calibration would call most newcomers
     someone's look-alike, while the gate itself lets none of them in as another."""
-    from edge.calibration import calibrate
-    from edge.match import Gallery
-
     ids, rows = vault.gallery()
     keep = [i for i, p in enumerate(ids) if p != pid]
     if not keep:
@@ -387,8 +378,6 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
 def site_check(vault: Any, cfg: Config, embedder: Any) -> str | None:
     """The site calibration's summary when the model can no longer separate the site's people at
     ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode. None when it can."""
-    from edge.calibration import calibrate
-
     ids, rows = vault.gallery()
     if not ids:
         return None
@@ -402,13 +391,9 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
     for someone enrolled, through the same quality gates; refused when the frames match someone else."""
     for s in sources:
         _classify(s)
-    from edge.vault import Vault
-
     vault = Vault.open(state, cfg.vault)
     p = vault.find(person)
     if embedder is None:
-        from edge.embed import Embedder
-
         embedder = Embedder(cfg.embed)
     stale = vault.stale_for(embedder.space)
     if stale:
@@ -430,8 +415,6 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
                           f"{p.name or p.id} ({own:.2f}) at the gate's threshold {alike['threshold']:.2f}: is it "
                           "the right person? (--allow-look-alike to add them anyway)")
     after = vault.add_templates(p.id, vecs, space=embedder.space)
-    from edge.audit import record
-
     record(state, cfg.audit, "vault.add_templates", person=p.id, name=p.name, templates=len(vecs),
            total=after.templates)
     out.event({"person": p.id, "name": p.name, "added": len(vecs), "templates": after.templates,

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.audit import record
+from edge.embed import installed_space
 from edge.errors import MaskgateError, VaultError
+from edge.vault import Vault, atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +157,6 @@ class _Collect:
 
 
 def write_to_stick(path: Path, data: bytes) -> None:
-    from edge.vault import atomic_write
-
     try:
         atomic_write(path, data, 0o644)
     except OSError as e:
@@ -185,10 +186,6 @@ def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -
 def process(stick: Path, cfg: Any, state: Path) -> Outcome:
     """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
     refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
-    from edge.audit import record
-    from edge.embed import installed_space
-    from edge.vault import Vault
-
     folder = Path(stick) / FOLDER
     if not folder.is_dir():
         raise UsbError(f"{stick}: no {FOLDER}/ folder: not a maskgate stick")
@@ -225,8 +222,6 @@ def process(stick: Path, cfg: Any, state: Path) -> Outcome:
 
 def has_valid_request(stick: Path, cfg: Any, state: Path) -> bool:
     """For the unit's script: whether to remount the stick read-write (exit 0) or keep it read-only."""
-    from edge.vault import Vault
-
     req = Path(stick) / FOLDER / REQUEST
     if not req.is_file():
         return False

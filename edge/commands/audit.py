@@ -10,23 +10,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edge import audit_query
 from edge.audit import HEAD_NAME, LOG_NAME, AuditError, tail, verify_file
+from edge.commands.output import printable
 from edge.config import Config
 from edge.errors import ConfigError
+from edge.vault import atomic_write
 
 
 def _format(entry: dict[str, Any]) -> str:
+    """One entry, one line: a newline (or any control character) in a value is shown escaped."""
     skip = {"seq", "ts", "event", "prev"}
-    from edge.commands.output import printable  # one entry, one line: a newline in a value is shown as \n
-
     rest = " ".join(f"{k}={printable(str(v), keep_newlines=False)}" for k, v in entry.items() if k not in skip)
     return f"{entry.get('seq', '-')!s:>6} {entry.get('ts', '-')} {entry.get('event', '?')} {rest}".rstrip()
 
 
 def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> int:
-    """``maskgate audit verify`` (exit 1 naming the first bad line) and ``audit show -n N``.
-
-    Reads only: a reader never recovers, purges or writes the log (the daemon owns it)."""
+    """``maskgate audit verify`` (exit 1 naming the first bad line), ``audit show -n N`` and ``audit export``."""
     path, head = state / LOG_NAME, state / HEAD_NAME
     if args.action == "verify":
         v = verify_file(path, head)
@@ -36,8 +36,6 @@ def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> i
     if args.action == "show":
         if args.n <= 0:
             raise ConfigError(f"audit show -n must be a positive count, not {args.n}")
-        from edge import audit_query
-
         q = audit_query.query_from(args)
         entries = tail(path, args.n) if q == audit_query.Query() else [e for _, e in audit_query.select(path, q)][-args.n:]
         if not entries:
@@ -46,9 +44,6 @@ def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> i
             out.event(e, _format(e))
         return 0
     if args.action == "export":  # the selected entries as JSON lines (byte for byte) or CSV; never images
-        from edge import audit_query
-        from edge.vault import atomic_write
-
         rows = audit_query.select(path, audit_query.query_from(args))
         data = audit_query.to_csv(rows) if args.csv else audit_query.to_jsonl(rows)
         target = args.csv or args.json_file

@@ -14,6 +14,7 @@ from edge.config import Config
 from edge.embed import Embedder, _read_rgb, find_face
 from edge.errors import MaskgateError
 from edge.vision import eyecrop
+from edge.vision.landmarks import Landmarker
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +23,6 @@ def still_images(paths: list[Path], cfg: Config) -> Iterator[tuple[Path, np.ndar
     """(path, RGB image, a static ``Landmarker``) for each photo of a command that takes image files
     (``maskgate embed``, ``identify``); an image that cannot be read is said on stderr and comes as
     None, so the command goes on with the rest and exits 2 at the end."""
-    from edge.vision.landmarks import Landmarker
-
     with Landmarker(max_faces=cfg.vision.max_faces, static=True,
                     min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
         for p in paths:

@@ -5,17 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.camera import frames
+from edge.camera.replay import ReplaySource
 from edge.config import Config
 from edge.liveness import ChallengeSession, LogPrompter, Verdict
+from edge.vision.landmarks import Landmarker
 
 
 def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
     """``maskgate liveness``: one challenge on a recording, prompted at its first face (after the
     0.4 s baseline). Exit 0 passed, 1 not passed, 2 unreadable input."""
-    from edge.camera import frames
-    from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
-
     source = ReplaySource(video, realtime=False)
     session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out.text))
     verdict = None

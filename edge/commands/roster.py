@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.audit import record
+from edge.embed import installed_space
 from edge.roster import (SUFFIX, RosterError, change_dict, describe, export, import_file, station_info,
                          status)
 from edge.vault import Vault, atomic_write, read_signing_key
@@ -12,8 +14,6 @@ from edge.vault import Vault, atomic_write, read_signing_key
 
 def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate roster export|import|status``."""
-    from edge.audit import record
-
     def audit(event: str, **fields: Any) -> None:
         record(state, cfg.audit, event, **fields)
 
@@ -36,8 +36,6 @@ def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"{len(roster.records)} people, sealed to {args.to.strip()[:16]}...")
         return 0
     if args.action == "import":
-        from edge.embed import installed_space
-
         change = import_file(Path(args.roster), vault, state, cfg, audit, installed_space(cfg.embed.model))
         out.event(change_dict(change), describe(change))
         return 0

@@ -7,14 +7,13 @@ from typing import Any
 
 from edge.usb import (FOLDER, REQUEST, Outcome, UsbError, has_valid_request, make_request, process,
                       write_to_stick)
+from edge.vault import read_signing_key
 
 
 def usb_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate usb DIR`` (gate), ``--check-request`` (the unit's script), ``--request`` (station)."""
     stick = Path(args.dir)
     if args.request:
-        from edge.vault import read_signing_key
-
         if not args.sign_key:
             raise UsbError("--request needs --sign-key FILE (the installer key the gates trust)")
         if not stick.is_dir():
