@@ -18,8 +18,10 @@ from typing import Callable
 from edge import __version__
 from edge import config as config_mod
 from edge import privacy
+from edge.clock import parse_at
 from edge.commands.output import Output
 from edge.errors import MaskgateError
+from edge.ownership import check_writer
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ STATE_WRITERS = {"run", "replay", "enroll", "templates", "roster", "diag", "usb"
 
 
 # ---- commands: each takes (args, cfg, out) and returns the exit status ----
+# Each one imports its module (edge/commands/, or the domain module it runs) when it runs, not at
+# start-up: `maskgate --help`, `audit show` or `events` do not load MediaPipe, TFLite, OpenCV or the
+# vault's crypto, and a guarded command imports after its privacy.install(). The function-level imports
+# below are that, and only that.
 
 def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
@@ -72,8 +78,6 @@ def _named_or_refused(path: str | None, cfg: config_mod.Config) -> None:
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
     from edge.commands import gate
-
-    from edge.clock import parse_at
 
     at = parse_at(args.at) if args.at else None
     return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge,
@@ -360,8 +364,6 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug, args.verbose)
     try:
         if args.command in STATE_WRITERS and getattr(args, "action", None) != "keygen":
-            from edge.ownership import check_writer
-
             check_writer(Path(args.state))  # before anything is written: no root-owned files for the daemon
         cfg = config_mod.load(args.config)
         if args.command in ("run", "door-keeper", "replay", "enroll", "templates", "audit", "diag"):

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 from edge.audit import record
-from edge.embed import installed_space
 from edge.errors import MaskgateError, VaultError
 from edge.vault import Vault, atomic_write
 
@@ -186,6 +185,8 @@ def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -
 def process(stick: Path, cfg: Any, state: Path) -> Outcome:
     """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
     refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
+    from edge.embed import installed_space  # here: edge.embed brings OpenCV, which --check-request need not load
+
     folder = Path(stick) / FOLDER
     if not folder.is_dir():
         raise UsbError(f"{stick}: no {FOLDER}/ folder: not a maskgate stick")

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Any
 
 from edge.audit import record
-from edge.embed import installed_space
 from edge.roster import (SUFFIX, RosterError, change_dict, describe, export, import_file, station_info,
                          status)
 from edge.vault import Vault, atomic_write, read_signing_key
@@ -36,6 +35,8 @@ def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"{len(roster.records)} people, sealed to {args.to.strip()[:16]}...")
         return 0
     if args.action == "import":
+        from edge.embed import installed_space  # here: edge.embed brings OpenCV, which status and export need not load
+
         change = import_file(Path(args.roster), vault, state, cfg, audit, installed_space(cfg.embed.model))
         out.event(change_dict(change), describe(change))
         return 0
