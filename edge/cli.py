@@ -156,7 +156,7 @@ def _cmd_mqtt(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     # configured broker only (its own unit, IPAddressAllow=); it sees only the event stream.
     from edge import mqtt_bridge
 
-    return mqtt_bridge.run(cfg, out)
+    return mqtt_bridge.run(cfg, out.text)
 
 
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
