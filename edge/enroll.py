@@ -385,10 +385,25 @@ def site_check(vault: Any, cfg: Config, embedder: Any) -> str | None:
     return None if cal.separates else cal.summary()
 
 
-def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path, out: Any, embedder: Any = None,
-                      allow_look_alike: bool = False) -> int:
-    """``maskgate templates add PERSON --from SOURCE...``: more templates (a mask, glasses, a new haircut)
-    for someone enrolled, through the same quality gates; refused when the frames match someone else."""
+@dataclass(frozen=True)
+class Added:
+    """What ``add_templates`` did: ``added`` templates (0 when the liveness challenge failed, with
+    ``reason``), the person's ``templates`` now, and ``own_score``, how close the new frames come to
+    their earlier templates."""
+
+    person: str
+    name: str
+    added: int = 0
+    templates: int = 0
+    good_frames: int = 0
+    own_score: float = 0.0
+    reason: str = ""
+
+
+def add_templates(person: str, sources: list[str], cfg: Config, state: Path, say: Say = _quiet,
+                  embedder: Any = None, allow_look_alike: bool = False) -> Added:
+    """More templates (a mask, glasses, a new haircut) for someone enrolled (id or name), through the
+    same quality gates; ``EnrollError`` when no frame is good or the frames match someone else better."""
     for s in sources:
         _classify(s)
     vault = Vault.open(state, cfg.vault)
@@ -399,11 +414,9 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
     if stale:
         raise EnrollError(stale)
     try:
-        cands, _ = collect(sources, cfg, embedder, out.text)
+        cands, _ = collect(sources, cfg, embedder, say)
     except _LivenessFailed as e:
-        out.event({"added": 0, "person": p.id, "reason": f"liveness failed: {e.reason}"},
-                  f"nothing added: liveness failed ({e.reason})")
-        return 1
+        return Added(p.id, p.name, reason=e.reason)
     if not cands:
         raise EnrollError(f"no good frame of {p.name or p.id}: one face, near, frontal, sharp, eyes open")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
@@ -417,11 +430,7 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
     after = vault.add_templates(p.id, vecs, space=embedder.space)
     record(state, cfg.audit, "vault.add_templates", person=p.id, name=p.name, templates=len(vecs),
            total=after.templates)
-    out.event({"person": p.id, "name": p.name, "added": len(vecs), "templates": after.templates,
-               "good_frames": len(cands), "own_score": round(own, 3)},
-              f"added {len(vecs)} templates to {p.name or p.id} ({after.templates} now) from {len(cands)} good "
-              f"frames; closest to their earlier templates: {own:.2f}")
-    return 0
+    return Added(p.id, p.name, len(vecs), after.templates, len(cands), own)
 
 
 def _own_score(vault: Any, pid: str, embeddings: list[np.ndarray]) -> float:

@@ -1141,7 +1141,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
     if action == "add":  # enrolment's frame gates and model: edge/enroll.py
-        from edge.enroll import add_templates_cli
+        from edge.commands.enroll import add_templates_cli
 
         return add_templates_cli(args.person, args.source, cfg, state, out,
                                  allow_look_alike=args.allow_look_alike)

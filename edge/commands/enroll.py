@@ -1,8 +1,8 @@
-"""``maskgate enroll NAME --from SOURCE... --consent TEXT``: enrolment's lines and exit status.
+"""``maskgate enroll NAME --from SOURCE... --consent TEXT`` and ``templates add``: their lines and exit status.
 
-The work (quality gates, liveness, consent, the vault, the audit entry) is ``edge.enroll.enroll``;
-``maskgate demo`` enrols its person through it too and shows the same lines (``enrolled_line``,
-``warn``).
+The work (quality gates, liveness, consent, the vault, the audit entry) is ``edge.enroll.enroll`` and
+``add_templates``; ``maskgate demo`` enrols its person through ``enroll`` too and shows the same lines
+(``enrolled_line``, ``warn``).
 """
 
 from __future__ import annotations
@@ -57,3 +57,20 @@ def warn(r: enroll.Enrolled, cfg: Config, out: Any) -> None:
         out.text(f"warning: {r.name} resembles {alike['name']} to this model ({alike['score']:.2f}, the gate's "
                  f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
                  "person under two names, remove one (maskgate templates remove)")
+
+
+def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path, out: Any, embedder: Any = None,
+                      allow_look_alike: bool = False) -> int:
+    """``maskgate templates add PERSON --from SOURCE...``: 0 added, 1 liveness failed, 2 bad input or the
+    frames match someone else better."""
+    r = enroll.add_templates(person, sources, cfg, state, out.text, embedder=embedder,
+                             allow_look_alike=allow_look_alike)
+    if not r.added:   # nothing added without an EnrollError: the liveness challenge failed
+        out.event({"added": 0, "person": r.person, "reason": f"liveness failed: {r.reason}"},
+                  f"nothing added: liveness failed ({r.reason})")
+        return 1
+    out.event({"person": r.person, "name": r.name, "added": r.added, "templates": r.templates,
+               "good_frames": r.good_frames, "own_score": round(r.own_score, 3)},
+              f"added {r.added} templates to {r.name or r.person} ({r.templates} now) from {r.good_frames} good "
+              f"frames; closest to their earlier templates: {r.own_score:.2f}")
+    return 0
