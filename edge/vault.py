@@ -1207,7 +1207,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"purged {len(gone)} people" + "".join(f"\n  {p.id} {p.name}" for p in gone))
         return 0
     if action == "access":
-        from edge.access import templates_access
+        from edge.commands.access import templates_access
 
         return templates_access(vault, cfg.access, args, out, audit)
     raise VaultError(f"unknown templates action {action!r}")
