@@ -1124,7 +1124,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``maskgate templates list|remove|rekey|export|import|pubkey|purge|keygen``."""
     action = args.action
     if action in ("set-card", "clear-card", "set-pin", "clear-pin"):
-        from edge.claim.admin import credentials_cli
+        from edge.commands.credentials import credentials_cli
 
         return credentials_cli(args, cfg, state, out)
     if action == "keygen":  # an installer's signing key: needs no vault
