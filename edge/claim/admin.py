@@ -1,5 +1,5 @@
-"""Asking a person's PIN for ``maskgate enroll ... --pin`` and ``maskgate templates set-pin`` (the
-commands themselves: edge/commands/enroll.py and edge/commands/credentials.py).
+"""Asking a person's PIN, for ``maskgate enroll ... --pin`` (edge.enroll) and ``maskgate templates
+set-pin`` (edge/commands/credentials.py).
 
 A PIN is asked twice on the terminal (``getpass``: not echoed, never in argv, so never in a shell
 history or ``ps``) and only its Argon2id hash reaches the vault.

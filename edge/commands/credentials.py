@@ -5,15 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edge.audit import record
 from edge.claim.admin import ask_pin
 from edge.claim.credentials import normalise_card
+from edge.vault import Vault
 
 
 def credentials_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
     """``templates set-card PERSON NUMBER``, ``clear-card PERSON``, ``set-pin PERSON``, ``clear-pin PERSON``."""
-    from edge.audit import record
-    from edge.vault import Vault
-
     vault = Vault.open(state, cfg.vault)
     p = vault.find(args.person)  # before the PIN is asked: a typo in the name fails at once
     action = args.action
