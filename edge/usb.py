@@ -28,7 +28,8 @@ from typing import Any
 
 from edge.audit import record
 from edge.errors import MaskgateError, VaultError
-from edge.vault import Vault, atomic_write
+from edge.files import atomic_write
+from edge.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +165,9 @@ def write_to_stick(path: Path, data: bytes) -> None:
 
 
 def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -> Path:
-    from edge import audit_query, diag
+    from edge import audit_query
     from edge.audit import LOG_NAME
+    from edge.commands import diag
 
     dest = folder / OUT / vault.public_key()[:16]
     try:

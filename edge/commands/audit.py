@@ -15,6 +15,7 @@ from edge.audit import HEAD_NAME, LOG_NAME, AuditError, tail, verify_file
 from edge.commands.output import printable
 from edge.config import Config
 from edge.errors import ConfigError
+from edge.files import atomic_write
 
 
 def _format(entry: dict[str, Any]) -> str:
@@ -43,8 +44,6 @@ def audit_cli(args: argparse.Namespace, cfg: Config, state: Path, out: Any) -> i
             out.event(e, _format(e))
         return 0
     if args.action == "export":  # the selected entries as JSON lines (byte for byte) or CSV; never images
-        from edge.vault import atomic_write  # here: the vault's numpy and crypto would double `audit show`'s start-up
-
         rows = audit_query.select(path, audit_query.query_from(args))
         data = audit_query.to_csv(rows) if args.csv else audit_query.to_jsonl(rows)
         target = args.csv or args.json_file

@@ -8,7 +8,8 @@ from typing import Any
 from edge.audit import record
 from edge.roster import (SUFFIX, RosterError, change_dict, describe, export, import_file, station_info,
                          status)
-from edge.vault import Vault, atomic_write, read_signing_key
+from edge.files import atomic_write
+from edge.vault import Vault, read_signing_key
 
 
 def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
