@@ -316,6 +316,13 @@ class ChallengeSession:
     def step(self) -> str | None:
         return self.steps[self._step] if 0 <= self._step < len(self.steps) else None
 
+    def unanswered(self, last_t: float) -> Verdict:
+        """The verdict on a recording that ended (at ``last_t``) before the session reached one; it
+        is not recorded as the session's own (``maskgate liveness`` on a clip)."""
+        reason = "no face in the recording" if self._first_t is None else "recording ended before the answer"
+        start = self._prompt_t if self._prompt_t is not None else last_t
+        return Verdict(False, self.step, reason, round(last_t - start, 3))
+
     def _finish(self, t: float, passed: bool, reason: str) -> Verdict:
         start = self._prompt_t if self._prompt_t is not None else (self._first_t or t)
         self.verdict = Verdict(passed, None if passed else self.step, reason, round(t - start, 3))

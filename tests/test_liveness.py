@@ -304,6 +304,17 @@ def test_cli_judges_a_recording() -> None:
                                  "reason": "turned the wrong way"}
 
 
+def test_cli_recording_that_ends_before_the_answer() -> None:
+    """Six stills of one face (0.1 s of "recording"): prompted, never answered; a session that saw no
+    face says so."""
+    r = maskgate("liveness", ROOT / "edge" / "demo" / "enroll", "--challenge", "blink", "--json")
+    assert r.returncode == 1, r.stderr
+    assert r.json_lines() == [{"passed": False, "elapsed_s": 0.1, "reason": "recording ended before the answer"}]
+    session = lv.ChallengeSession(["blink"], LivenessConfig())
+    assert session.unanswered(2.5) == lv.Verdict(False, None, "no face in the recording", 0.0)   # never prompted
+    assert session.verdict is None   # not the session's own verdict
+
+
 def test_cli_bad_video_exits_2(tmp_path) -> None:
     bad = tmp_path / "x.mp4"
     bad.write_bytes(b"not a video")

@@ -8,7 +8,7 @@ from typing import Any
 from edge.camera import frames
 from edge.camera.replay import ReplaySource
 from edge.config import Config
-from edge.liveness import ChallengeSession, LogPrompter, Verdict
+from edge.liveness import ChallengeSession, LogPrompter
 from edge.vision.landmarks import Landmarker
 
 
@@ -27,9 +27,7 @@ def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
             if verdict is not None:
                 break
     if verdict is None:
-        reason = "no face in the recording" if session._first_t is None else "recording ended before the answer"
-        start = session._prompt_t if session._prompt_t is not None else last_t
-        verdict = Verdict(False, session.step, reason, round(last_t - start, 3))
+        verdict = session.unanswered(last_t)
     out.event({"passed": verdict.passed, "elapsed_s": verdict.elapsed_s, "reason": verdict.reason},
               f"{'PASSED' if verdict.passed else 'NOT PASSED'} {challenge} in {verdict.elapsed_s:.2f} s: "
               f"{verdict.reason}")
