@@ -56,7 +56,7 @@ def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
     pose = geometry.head_pose(face.landmarks)
     ear_r, ear_l = geometry.ears(face.landmarks)
     return {"t": round(frame.t, 3), "event": "face", "frame": frame.index,
-            "box": [round(v, 1) for v in face.box], "score": round(face.score, 3), "faces": n_faces,
+            "box": [round(v, 1) for v in face.box], "faces": n_faces,
             "yaw": round(pose.yaw, 1), "pitch": round(pose.pitch, 1), "roll": round(pose.roll, 1),
             "ear_left": round(ear_l, 3), "ear_right": round(ear_r, 3),
             "pupil_distance": round(geometry.pupil_distance(face.landmarks), 1)}

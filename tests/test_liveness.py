@@ -165,7 +165,7 @@ def _frontal() -> np.ndarray:
 
 def _face(lm: np.ndarray) -> Face:
     return Face((float(lm[:, 0].min()), float(lm[:, 1].min()), float(lm[:, 0].max()), float(lm[:, 1].max())),
-                lm.astype(np.float32), 0.9)
+                lm.astype(np.float32))
 
 
 def _turned(lm: np.ndarray, deg: float, flat: bool) -> np.ndarray:
