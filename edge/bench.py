@@ -21,8 +21,7 @@ import numpy as np
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
 from edge.errors import ConfigError
-from edge.vision import eyecrop, facecrop, geometry
-from edge.vision.landmarks import Landmarker
+from edge.vision import eyecrop, facecrop, geometry, landmarks
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
     from edge import fusion
 
     face_model = fusion.load(cfg.embed) if embedder is not None else None
-    lm = Landmarker(cfg.vision.max_faces)
+    lm = landmarks.for_video(cfg.vision)
     dim = embedder.dim if embedder is not None else MATCH_DIM
     gallery = synthetic_gallery(dim, templates)
     probe = np.random.default_rng(1).standard_normal(dim).astype(np.float32)

@@ -184,14 +184,14 @@ def check_camera(ctx: Context) -> Finding:
     if not frames:
         return _fail(f"{cfg.camera.source}: opened but gave no frames", _camera_hint(cfg))
     from edge.vision import geometry
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
     h, w = frames[-1].image.shape[:2]
     grey = frames[-1].image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     brightness = float(grey.mean())
     picks = frames[::-1]  # newest first: for a live camera the last frame is "now"
     face = None
-    with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+    with landmarks.for_images(cfg.vision, max_faces=1) as lm:
         for f in picks:
             faces = lm.detect(f.image)
             if faces:
@@ -258,12 +258,12 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
     other at the model's own threshold, and the same photo twice must give the same vector.
     """
     from edge.camera.replay import read_image
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
     demo = Path(__file__).parent / "demo" / "enroll"
     names = [entry.get("known_answer_image", KNOWN_ANSWER[0]), KNOWN_ANSWER[1]]
     vecs = []
-    with Landmarker(1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         for name in names:
             image = read_image(demo / Path(name).name)
             faces = lm.detect(image)
@@ -910,7 +910,7 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     preview when it ends.
     """
     from edge.camera import open_source
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
     window = not text_only and not out.json and _has_display()
     in_place = not window and not out.json and sys.stdout.isatty()
@@ -923,8 +923,7 @@ def preview(cfg: Config, out: Any, text_only: bool = False) -> int:
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set()) \
         if threading.current_thread() is threading.main_thread() else None
     try:
-        with Landmarker(1, min_detection_confidence=v.min_detection_confidence,
-                        min_tracking_confidence=v.min_tracking_confidence) as lm:
+        with landmarks.for_video(v, max_faces=1) as lm:
             if not window:
                 out.text(f"preview of {source.name} (Ctrl-C to stop; nothing is saved)")
             while not stop.is_set() and (frame := source.read()) is not None:

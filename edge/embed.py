@@ -29,6 +29,7 @@ from edge.config import Config, EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
 from edge.vision import eyecrop, facecrop
+from edge.vision import landmarks
 from edge.vision.landmarks import detect_padded
 
 if sys.version_info >= (3, 11):
@@ -279,10 +280,8 @@ def still_images(paths: list[Path], cfg: Config) -> Iterator[tuple[Path, np.ndar
     """(path, RGB image, a static ``Landmarker``) for each photo of a command that takes image files
     (``maskgate embed``, ``identify``); an image that cannot be read is said on stderr and comes as
     None, so the command goes on with the rest and exits 2 at the end."""
-    from edge.vision.landmarks import Landmarker
 
-    with Landmarker(max_faces=cfg.vision.max_faces, static=True,
-                    min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+    with landmarks.for_images(cfg.vision) as lm:
         for p in paths:
             try:
                 image = _read_rgb(p)

@@ -25,8 +25,8 @@ from edge.camera import frames, open_source
 from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, check_image_file, read_image
 from edge.config import Config
 from edge.errors import MaskgateError
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker, detect_padded
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face, detect_padded
 
 log = logging.getLogger(__name__)
 
@@ -171,8 +171,7 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
     session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, out))
     it = frames(open_source(cfg.camera))
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             verdict, last = None, None
             for frame in it:
                 faces = lm.detect(frame.image)
@@ -225,8 +224,8 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
         else:
             images = _image_frames(paths)
         min_px = max(MIN_PUPIL_PX, cfg.vision.min_pupil_distance_px)
-        with Landmarker(2, static=(kind == "images"),
-                        min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+        # Two faces at most: enough to refuse a frame with a second person in it (judge_face).
+        with (landmarks.for_images if kind == "images" else landmarks.for_video)(cfg.vision, max_faces=2) as lm:
             for image in images:
                 rep.frames += 1
                 if kind == "images":  # a passport photo or tight crop: retried with a border

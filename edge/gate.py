@@ -31,8 +31,8 @@ from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
 from edge.errors import MaskgateError
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
 
@@ -570,8 +570,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     if card is not None:
         gate.present(card)
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             for frame in frames(source):
                 faces = lm.detect(frame.image)
                 if faces:

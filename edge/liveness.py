@@ -24,7 +24,7 @@ import numpy as np
 from edge.camera import Frame
 from edge.config import Config, LivenessConfig
 from edge.errors import ConfigError
-from edge.vision import geometry
+from edge.vision import geometry, landmarks
 from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
@@ -469,14 +469,12 @@ def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
     0.4 s baseline). Exit 0 passed, 1 not passed, 2 unreadable input."""
     from edge.camera import frames
     from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
 
     source = ReplaySource(video, realtime=False)
     session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out))
     verdict = None
     last_t = 0.0
-    with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                    min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+    with landmarks.for_video(cfg.vision) as lm:
         for frame in frames(source):
             last_t = frame.t
             verdict = session.update(frame, lm.detect(frame.image))

@@ -13,8 +13,8 @@ from edge.camera import Frame
 from edge.camera.replay import ReplaySource
 from edge.config import Config, LivenessConfig
 from edge.errors import ConfigError
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face
 from tests.conftest import FIXTURES, ROOT, maskgate
 
 CFG = LivenessConfig()
@@ -31,7 +31,7 @@ def clip(name: str, stop: int) -> tuple[list[list[Face]], float]:
     if name not in _FACES:
         src = ReplaySource(FIXTURES / f"{name}.mp4")
         faces = []
-        with Landmarker(2) as lm:
+        with landmarks.for_video(max_faces=2) as lm:
             while len(faces) < stop and (f := src.read()) is not None:
                 faces.append(lm.detect(f.image))
         src.close()
@@ -130,7 +130,7 @@ def _slow_turn_recording() -> tuple[list[list[Face]], list[float]]:
     knots_out = [0.0, 33 / fps, 33 / fps + 1.8, 33 / fps + 3.0, 33 / fps + 4.0, 33 / fps + 5.0]
     times = list(np.arange(0.0, knots_out[-1], 1 / fps))
     idx = [min(len(images) - 1, int(round(float(np.interp(t, knots_out, knots_src)) * fps))) for t in times]
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         faces = [lm.detect(images[i]) for i in idx]
     return faces, times
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.config import VisionConfig
 from edge.errors import ModelError
 from edge.native import quiet_stderr
 
@@ -112,6 +113,23 @@ class Landmarker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def for_video(vision: VisionConfig | None = None, max_faces: int | None = None) -> Landmarker:
+    """The landmarker for a camera stream or a recorded clip: the mesh tracks a face between frames,
+    with ``[vision]``'s confidences (the defaults without it); ``max_faces`` defaults to ``vision.max_faces``."""
+    vision = vision or VisionConfig()
+    return Landmarker(vision.max_faces if max_faces is None else max_faces, static=False,
+                      min_detection_confidence=vision.min_detection_confidence,
+                      min_tracking_confidence=vision.min_tracking_confidence)
+
+
+def for_images(vision: VisionConfig | None = None, max_faces: int | None = None) -> Landmarker:
+    """The landmarker for still images, each found on its own (photos, enrolment images); without
+    ``vision``, the defaults (a known-answer check must not depend on the site's config)."""
+    vision = vision or VisionConfig()
+    return Landmarker(vision.max_faces if max_faces is None else max_faces, static=True,
+                      min_detection_confidence=vision.min_detection_confidence)
 
 
 def detect_padded(lm: Landmarker, image: np.ndarray) -> tuple[np.ndarray, list[Face]]:
