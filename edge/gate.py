@@ -28,7 +28,7 @@ import numpy as np
 
 from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource, demo_clip
-from edge.config import Config
+from edge.config import Config, VisionConfig
 from edge.errors import MaskgateError
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
 from edge.vision import geometry, landmarks
@@ -49,6 +49,20 @@ MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 AGREEMENT_MIN = 0.3
 # Frames of patience while collecting embeddings before giving up on an approach.
 COLLECT_PATIENCE = 45
+
+
+def near_and_frontal(face: Face, vision: VisionConfig) -> bool:
+    """Near and frontal enough to start an approach and to take an embedding."""
+    if geometry.pupil_distance(face.landmarks) < vision.min_pupil_distance_px:
+        return False
+    pose = geometry.head_pose(face.landmarks)
+    return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
+
+
+def worth_embedding(face: Face, vision: VisionConfig) -> bool:
+    """A frame the gate takes an embedding of while it collects (edge.bench counts the same frames)."""
+    # Eyes shut: the eye region says little.
+    return near_and_frontal(face, vision) and min(geometry.ears(face.landmarks)) >= 0.15
 
 
 def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
@@ -200,7 +214,7 @@ class Gate:
         if self.state in ("cooldown", "lockout"):  # a second face just ended the approach
             return
         if self.state == "idle":
-            if face is None or not self._near_and_frontal(face):
+            if face is None or not near_and_frontal(face, self.cfg.vision):
                 return
             self._approach = _Approach(started=t)
             self.state = "tracking"
@@ -250,21 +264,12 @@ class Gate:
             return None
         return faces[0]
 
-    def _near_and_frontal(self, face: Face) -> bool:
-        if geometry.pupil_distance(face.landmarks) < self.cfg.vision.min_pupil_distance_px:
-            return False
-        pose = geometry.head_pose(face.landmarks)
-        return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
-
     def _collect(self, frame: Frame, face: Face, into: list[np.ndarray], a: _Approach) -> None:
         """Add this frame's embedding when the face is good enough; give up after a while."""
         a.waited += 1
         if a.waited > COLLECT_PATIENCE:
             return self._deny(frame.t, "face never steady, near and frontal enough to recognise")
-        if not self._near_and_frontal(face):
-            return
-        ear = min(geometry.ears(face.landmarks))
-        if ear < 0.15:  # eyes shut: the eye region says little
+        if not worth_embedding(face, self.cfg.vision):
             return
         vec = self.embedder.embed_face(frame.image, face)
         if vec is not None:
