@@ -37,7 +37,6 @@ MAX_ANGLE_DEG = 15.0       # yaw and roll: frontal enough for the eye crop to be
 # realmask_dev bare photos the same person's eye embeddings agree as well at 15-20 degrees as at 0-10
 # (mean genuine cosine 0.60 either way), and less beyond 20; Georgia Tech's mostly level faces agree.
 MAX_PITCH_DEG = 20.0
-MIN_EAR = 0.18             # both eyes open (shut is below 0.15)
 MIN_SHARPNESS = 6.0        # Laplacian variance of the face; sharp video 12-90, a 2-px blur 3.5
 BRIGHTNESS = (40.0, 220.0)
 MIN_TEMPLATES = 2          # fewer good frames than this is not an enrolment worth keeping
@@ -65,7 +64,7 @@ def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_P
     pose = geometry.upper_face_pose(lm)
     if max(abs(pose.yaw), abs(pose.roll)) > MAX_ANGLE_DEG or abs(pose.pitch) > MAX_PITCH_DEG:
         return "not frontal"
-    if min(geometry.ears(lm)) < MIN_EAR:
+    if not geometry.eyes_open(lm):
         return "eyes closed"
     if not BRIGHTNESS[0] <= q.brightness <= BRIGHTNESS[1]:  # before sharpness: the dark look flat
         return "too dark" if q.brightness < BRIGHTNESS[0] else "too bright"
@@ -187,9 +186,7 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
                 start = frame.t if start is None else start
                 faces = lm.detect(frame.image)
                 if not faces or frame.t - start > CAMERA_CAPTURE_S or (
-                        last is not None and np.hypot(faces[0].center[0] - last.center[0],
-                                                      faces[0].center[1] - last.center[1])
-                        > 0.5 * (last.box[2] - last.box[0])):
+                        last is not None and liveness.jumped(last, faces[0]) is not None):
                     break  # the person left or someone else stepped in: never enrol whoever comes next
                 last = faces[0]
                 yield frame.image

@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 
-# A second face this large (relative area) beside the nearest one means two people at the gate.
-SECOND_FACE_RATIO = 0.35
 # Frontal enough to start an approach and to take an embedding.
 MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 # The embeddings before and after the challenge must agree this well (cosine of their means). Lower
@@ -61,8 +59,7 @@ def near_and_frontal(face: Face, vision: VisionConfig) -> bool:
 
 def worth_embedding(face: Face, vision: VisionConfig) -> bool:
     """A frame the gate takes an embedding of while it collects (edge.bench counts the same frames)."""
-    # Eyes shut: the eye region says little.
-    return near_and_frontal(face, vision) and min(geometry.ears(face.landmarks)) >= 0.15
+    return near_and_frontal(face, vision) and geometry.eyes_open(face.landmarks)
 
 
 def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
@@ -258,7 +255,7 @@ class Gate:
         """The one face the gate serves, or None (nobody, or two people at once)."""
         if not faces:
             return None
-        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+        if landmarks.second_face(faces, faces[0]):   # two people at the gate
             if self.state in ("tracking", "challenge", "verify"):
                 self._deny(t, "two faces: one person at a time")
             return None

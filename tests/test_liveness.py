@@ -239,12 +239,38 @@ def test_track_breaks_abort() -> None:
     other[:, 0] += 300
     v, _ = run(faces + [[_face(base), _face(other)]], times + [1.0], ["blink"])
     assert v is not None and v.reason == "second face"
+    # one of 0.4 its area (a person 1.6x as far away) does too, as the gate's own rule; 0.3 does not
+    for area, reason in ((0.4, "second face"), (0.3, None)):
+        c = base[:, :2].mean(axis=0)
+        small = base.copy()
+        small[:, :2] = (small[:, :2] - c) * np.sqrt(area) + c + (300, 0)
+        v, _ = run(faces + [[_face(base), _face(small)]], times + [1.0], ["blink"])
+        assert (v.reason if v is not None else None) == reason, area
     # the face jumps across the frame
     v, _ = run(faces + [[_face(other)]], times + [1.0], ["blink"])
     assert v is not None and v.reason == "face jumped (position)"
+    # the face grows by half in one frame (a photo thrust at the camera, or someone else stepping in)
+    grown = base.copy()
+    grown[:, :2] = (grown[:, :2] - base[:, :2].mean(axis=0)) * 1.5 + base[:, :2].mean(axis=0)
+    v, _ = run(faces + [[_face(grown)]], times + [1.0], ["blink"])
+    assert v is not None and v.reason == "face jumped (size)"
     # the face is gone for longer than a blink of the detector
     v, _ = run(faces + [[]] * 15, times + [times[-1] + (i + 1) / 30 for i in range(15)], ["blink"])
     assert v is not None and v.reason == "face lost"
+
+
+def test_one_rule_follows_a_person() -> None:
+    """``jumped`` (the challenge's and enrolment's capture rule): a small step is the same face."""
+    base = _frontal()
+    width = float(base[:, 0].max() - base[:, 0].min())
+    step, far = base.copy(), base.copy()
+    step[:, 0] += 0.2 * width
+    far[:, 0] += 0.6 * width
+    assert lv.jumped(_face(base), _face(step)) is None
+    assert lv.jumped(_face(base), _face(far)) == "face jumped (position)"
+    shrunk = base.copy()
+    shrunk[:, :2] = (shrunk[:, :2] - base[:, :2].mean(axis=0)) * 0.7 + base[:, :2].mean(axis=0)
+    assert lv.jumped(_face(base), _face(shrunk)) == "face jumped (size)"
 
 
 # ---- prompters ----

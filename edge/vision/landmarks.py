@@ -32,6 +32,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 N_LANDMARKS = 478
 RIGHT_PUPIL = 468  # the person's right eye (image left in an unmirrored camera)
 LEFT_PUPIL = 473
+# Another face at least this large (area, relative to the face served) is a second person near enough
+# to matter: the gate serves one person at a time, a liveness challenge aborts, the screen says so.
+# 0.35 of the area is a head about 0.6 as wide, someone up to about 1.7x as far from the camera.
+SECOND_FACE_RATIO = 0.35
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,11 @@ class Face:
     def pupils(self) -> tuple[np.ndarray, np.ndarray]:
         """(right pupil, left pupil) as (x, y) pixels; the person's right and left."""
         return self.landmarks[RIGHT_PUPIL, :2], self.landmarks[LEFT_PUPIL, :2]
+
+
+def second_face(faces: list[Face], face: Face) -> bool:
+    """Whether another face in ``faces`` is at least ``SECOND_FACE_RATIO`` of ``face``'s area."""
+    return any(f is not face and f.area >= SECOND_FACE_RATIO * face.area for f in faces)
 
 
 class Landmarker:
