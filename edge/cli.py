@@ -64,7 +64,7 @@ def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     if getattr(args, "display", None):   # the screens too (edge/display/demo.py)
         from edge.display import demo
 
-        return demo.run(cfg, out, args.display)
+        return demo.run(cfg, out, args.display, args.pause)
     return gate.demo(cfg, out)
 
 
@@ -138,9 +138,9 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import vault
+    from edge.commands import templates
 
-    return vault.templates_cli(args, cfg, Path(args.state), out)
+    return templates.templates_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -164,9 +164,9 @@ def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     if not args.checks or "camera" in args.checks:
         privacy.install()  # the camera check looks at live frames
-    from edge import diag
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
-    return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
+    return diag_cmd.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
 
 def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -193,9 +193,9 @@ def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # live frames on the screen only, never on disk or the network
-    from edge import diag
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
-    return diag.preview(cfg, out, text_only=args.text)
+    return diag_cmd.preview(cfg, out, text_only=args.text)
 
 
 def _access_options(sp: argparse.ArgumentParser, change: bool = False) -> None:
@@ -233,6 +233,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("demo", _cmd_demo, "the whole gate on the bundled clip, mock relay, temporary state")
     sp.add_argument("--display", choices=("window", "framebuffer"),
                     help="also show the resident's screens (window: a desktop window; then every screen in turn)")
+    sp.add_argument("--pause", type=float, default=1.5, metavar="SECONDS",
+                    help="with --display: how long each screen of the tour stays up (default 1.5)")
     add("run", _cmd_run, "the gate daemon (camera, GPIO, systemd notify)")
     sp = add("door-keeper", _cmd_door_keeper, "the door keeper: owns the GPIO lines, times every unlock")
     sp.add_argument("--relay-off", action="store_true",

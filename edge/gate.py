@@ -174,7 +174,7 @@ class Gate:
         self._emit(line)
         if self.follower is not None:
             self.follower.event(line)
-        # Door events reach the audit log from the door itself (service.audit_door_events).
+        # Door events reach the audit log from the door itself (lifecycle.audit_door_events).
         if self.audit is not None and event in ("decision", "alarm", "error", "liveness"):
             try:
                 self.audit.append(event, **{k: v for k, v in fields.items() if k != "t"})
@@ -453,6 +453,8 @@ class Gate:
 
     def close(self) -> None:
         self._lock_quietly()
+        if self.follower is not None:   # the last chime heard out, the screen it opened closed
+            self.follower.close()
 
 
 class _EventPrompter:
@@ -548,7 +550,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     from edge.audit import AuditLog
     from edge.config import replace
     from edge.door import open_door
-    from edge.service import audit_door_events
+    from edge.lifecycle import audit_door_events
 
     card = None
     if claim is not None:

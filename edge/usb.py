@@ -164,8 +164,9 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -> Path:
-    from edge import audit_query, diag
+    from edge import audit_query
     from edge.audit import LOG_NAME
+    from edge.commands import diag
 
     dest = folder / OUT / vault.public_key()[:16]
     try:
