@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from edge.config import AuditConfig, Config
+from edge.config import AuditConfig
 from edge.errors import MaskgateError
 from edge.files import exclusive
 

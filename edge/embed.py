@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import Config, EmbedConfig
+from edge.config import EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
 from edge.vision import eyecrop, facecrop

@@ -34,8 +34,8 @@ from edge.embed import Embedder
 from edge.errors import MaskgateError
 from edge.match import Gallery
 from edge.vault import ID_RE, Vault
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker, detect_padded
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face, detect_padded
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,6 @@ MAX_ANGLE_DEG = 15.0       # yaw and roll: frontal enough for the eye crop to be
 # realmask_dev bare photos the same person's eye embeddings agree as well at 15-20 degrees as at 0-10
 # (mean genuine cosine 0.60 either way), and less beyond 20; Georgia Tech's mostly level faces agree.
 MAX_PITCH_DEG = 20.0
-MIN_EAR = 0.18             # both eyes open (shut is below 0.15)
 MIN_SHARPNESS = 6.0        # Laplacian variance of the face; sharp video 12-90, a 2-px blur 3.5
 BRIGHTNESS = (40.0, 220.0)
 MIN_TEMPLATES = 2          # fewer good frames than this is not an enrolment worth keeping
@@ -98,7 +97,7 @@ def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_P
     pose = geometry.upper_face_pose(lm)
     if max(abs(pose.yaw), abs(pose.roll)) > MAX_ANGLE_DEG or abs(pose.pitch) > MAX_PITCH_DEG:
         return "not frontal"
-    if min(geometry.ears(lm)) < MIN_EAR:
+    if not geometry.eyes_open(lm):
         return "eyes closed"
     if not BRIGHTNESS[0] <= q.brightness <= BRIGHTNESS[1]:  # before sharpness: the dark look flat
         return "too dark" if q.brightness < BRIGHTNESS[0] else "too bright"
@@ -204,8 +203,7 @@ def _live_camera_frames(cfg: Config, say: Say) -> Iterator[np.ndarray]:
     session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, say))
     it = frames(open_source(cfg.camera))
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             verdict, last = None, None
             for frame in it:
                 faces = lm.detect(frame.image)
@@ -221,9 +219,7 @@ def _live_camera_frames(cfg: Config, say: Say) -> Iterator[np.ndarray]:
                 start = frame.t if start is None else start
                 faces = lm.detect(frame.image)
                 if not faces or frame.t - start > CAMERA_CAPTURE_S or (
-                        last is not None and np.hypot(faces[0].center[0] - last.center[0],
-                                                      faces[0].center[1] - last.center[1])
-                        > 0.5 * (last.box[2] - last.box[0])):
+                        last is not None and liveness.jumped(last, faces[0]) is not None):
                     break  # the person left or someone else stepped in: never enrol whoever comes next
                 last = faces[0]
                 yield frame.image
@@ -259,8 +255,8 @@ def collect(sources: list[str], cfg: Config, embedder: Any, say: Say = _quiet, f
         else:
             images = _image_frames(paths)
         min_px = max(MIN_PUPIL_PX, cfg.vision.min_pupil_distance_px)
-        with Landmarker(2, static=(kind == "images"),
-                        min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+        # Two faces at most: enough to refuse a frame with a second person in it (judge_face).
+        with (landmarks.for_images if kind == "images" else landmarks.for_video)(cfg.vision, max_faces=2) as lm:
             for image in images:
                 rep.frames += 1
                 if kind == "images":  # a passport photo or tight crop: retried with a border

@@ -27,18 +27,16 @@ import numpy as np
 
 from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource
-from edge.config import Config
+from edge.config import Config, VisionConfig
 from edge.errors import MaskgateError
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 
-# A second face this large (relative area) beside the nearest one means two people at the gate.
-SECOND_FACE_RATIO = 0.35
 # Frontal enough to start an approach and to take an embedding.
 MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 # The embeddings before and after the challenge must agree this well (cosine of their means). Lower
@@ -50,12 +48,25 @@ AGREEMENT_MIN = 0.3
 COLLECT_PATIENCE = 45
 
 
+def near_and_frontal(face: Face, vision: VisionConfig) -> bool:
+    """Near and frontal enough to start an approach and to take an embedding."""
+    if geometry.pupil_distance(face.landmarks) < vision.min_pupil_distance_px:
+        return False
+    pose = geometry.head_pose(face.landmarks)
+    return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
+
+
+def worth_embedding(face: Face, vision: VisionConfig) -> bool:
+    """A frame the gate takes an embedding of while it collects (edge.bench counts the same frames)."""
+    return near_and_frontal(face, vision) and geometry.eyes_open(face.landmarks)
+
+
 def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
     """The ``face`` event line of DESIGN.md for one frame's largest face."""
     pose = geometry.head_pose(face.landmarks)
     ear_r, ear_l = geometry.ears(face.landmarks)
     return {"t": round(frame.t, 3), "event": "face", "frame": frame.index,
-            "box": [round(v, 1) for v in face.box], "score": round(face.score, 3), "faces": n_faces,
+            "box": [round(v, 1) for v in face.box], "faces": n_faces,
             "yaw": round(pose.yaw, 1), "pitch": round(pose.pitch, 1), "roll": round(pose.roll, 1),
             "ear_left": round(ear_l, 3), "ear_right": round(ear_r, 3),
             "pupil_distance": round(geometry.pupil_distance(face.landmarks), 1)}
@@ -199,7 +210,7 @@ class Gate:
         if self.state in ("cooldown", "lockout"):  # a second face just ended the approach
             return
         if self.state == "idle":
-            if face is None or not self._near_and_frontal(face):
+            if face is None or not near_and_frontal(face, self.cfg.vision):
                 return
             self._approach = _Approach(started=t)
             self.state = "tracking"
@@ -243,27 +254,18 @@ class Gate:
         """The one face the gate serves, or None (nobody, or two people at once)."""
         if not faces:
             return None
-        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+        if landmarks.second_face(faces, faces[0]):   # two people at the gate
             if self.state in ("tracking", "challenge", "verify"):
                 self._deny(t, "two faces: one person at a time")
             return None
         return faces[0]
-
-    def _near_and_frontal(self, face: Face) -> bool:
-        if geometry.pupil_distance(face.landmarks) < self.cfg.vision.min_pupil_distance_px:
-            return False
-        pose = geometry.head_pose(face.landmarks)
-        return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
 
     def _collect(self, frame: Frame, face: Face, into: list[np.ndarray], a: _Approach) -> None:
         """Add this frame's embedding when the face is good enough; give up after a while."""
         a.waited += 1
         if a.waited > COLLECT_PATIENCE:
             return self._deny(frame.t, "face never steady, near and frontal enough to recognise")
-        if not self._near_and_frontal(face):
-            return
-        ear = min(geometry.ears(face.landmarks))
-        if ear < 0.15:  # eyes shut: the eye region says little
+        if not worth_embedding(face, self.cfg.vision):
             return
         vec = self.embedder.embed_face(frame.image, face)
         if vec is not None:
@@ -544,8 +546,7 @@ def replay(video: Path, cfg: Config, state: Path, emit: Emit, challenges: list[s
     if card is not None:
         gate.present(card)
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             for frame in frames(source):
                 faces = lm.detect(frame.image)
                 if faces:

@@ -23,7 +23,7 @@ import numpy as np
 from edge.camera import Frame
 from edge.config import Config, LivenessConfig
 from edge.errors import ConfigError
-from edge.vision import geometry
+from edge.vision import geometry, landmarks
 from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ NOSE_PARALLAX = 0.004     # nose-tip shift off the brow-nose-bridge line, pupil 
 PLANAR_RESIDUAL = 0.012   # homography residual (pupil distances) a flat sheet stays under
 MAX_GAP_S = 0.3           # longest absence of the face before the track counts as lost
 JUMP_FRAC = 0.5           # centre moving more than this fraction of the face width in one frame
-SECOND_FACE_FRAC = 0.5    # another face this large (area, relative) could take over: abort
+JUMP_SCALE = (0.75, 1.33)  # the face's size changing beyond these factors in one frame
 
 # Stable, textured landmarks a flat print would carry rigidly: brows, eye corners, nose, mouth corners.
 RIGID = (70, 105, 107, 336, 334, 300, 33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327,
@@ -255,6 +255,19 @@ def _scale(landmarks: np.ndarray) -> float:
     return float(np.linalg.norm(landmarks[geometry.R_EYE_OUTER, :2] - landmarks[geometry.L_EYE_OUTER, :2]))
 
 
+def jumped(prev: Face, face: Face) -> str | None:
+    """Why ``face`` cannot be ``prev`` one frame later (None: it can): its centre moved more than
+    ``JUMP_FRAC`` of the face's width, or its size changed beyond ``JUMP_SCALE``. The one rule for
+    following a person: the challenge (``ChallengeSession``) and enrolment's capture after it."""
+    moved = np.hypot(face.center[0] - prev.center[0], face.center[1] - prev.center[1])
+    if moved > JUMP_FRAC * (prev.box[2] - prev.box[0]):
+        return "face jumped (position)"
+    grow = _scale(face.landmarks) / (_scale(prev.landmarks) + 1e-9)
+    if not JUMP_SCALE[0] < grow < JUMP_SCALE[1]:
+        return "face jumped (size)"
+    return None
+
+
 def face_aspect(landmarks: np.ndarray) -> float:
     """Forehead-chin length over eye-corner width: constant through a real blink."""
     return float(np.linalg.norm(landmarks[geometry.FOREHEAD, :2] - landmarks[geometry.CHIN, :2])
@@ -351,16 +364,11 @@ class ChallengeSession:
         if not faces:
             return None, ("face lost" if t - self._last_seen > MAX_GAP_S else None)
         prev = self._track
-        width = prev.box[2] - prev.box[0]
-        dist = [np.hypot(f.center[0] - prev.center[0], f.center[1] - prev.center[1]) for f in faces]
-        i = int(np.argmin(dist))
-        face = faces[i]
-        if dist[i] > JUMP_FRAC * width:
-            return None, "face jumped (position)"
-        grow = _scale(face.landmarks) / (_scale(prev.landmarks) + 1e-9)
-        if not 0.75 < grow < 1.33:
-            return None, "face jumped (size)"
-        if any(j != i and f.area >= SECOND_FACE_FRAC * face.area for j, f in enumerate(faces)):
+        face = min(faces, key=lambda f: np.hypot(f.center[0] - prev.center[0], f.center[1] - prev.center[1]))
+        broken = jumped(prev, face)
+        if broken is not None:
+            return None, broken
+        if landmarks.second_face(faces, face):   # another face could take over: abort
             return None, "second face"
         return face, None
 

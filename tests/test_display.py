@@ -295,7 +295,7 @@ def test_lockout_counts_down_and_faults_and_held_door_show() -> None:
 
 def test_too_far_too_close_one_person_from_real_faces() -> None:
     from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
     from tests.conftest import FIXTURES
     import cv2
 
@@ -307,7 +307,7 @@ def test_too_far_too_close_one_person_from_real_faces() -> None:
     far_img[:small.shape[0], :small.shape[1]] = small
 
     def detect(image: np.ndarray) -> list:
-        with Landmarker(2) as lm:   # a fresh mesh per image: no tracking carried between them
+        with landmarks.for_video(max_faces=2) as lm:   # a fresh mesh per image: no tracking carried between them
             return lm.detect(image)
 
     near, far, pair = detect(img), detect(far_img), detect(np.concatenate([img, img], axis=1))

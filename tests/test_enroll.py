@@ -13,6 +13,7 @@ from conftest import FIXTURES, ROOT, maskgate
 from edge.camera import frames
 from edge.camera.replay import ReplaySource, read_image
 from edge.enroll import Candidate, choose_diverse, judge_face
+from edge.vision import landmarks
 from edge.vision.landmarks import Landmarker
 
 DEMO = sorted((ROOT / "edge" / "demo" / "enroll").glob("*.jpg"))
@@ -22,7 +23,7 @@ ENV = {"MASKGATE_DEVICE_ID": "test-board"}
 
 @pytest.fixture(scope="module")
 def still() -> Landmarker:
-    with Landmarker(2, static=True) as lm:
+    with landmarks.for_images(max_faces=2) as lm:
         yield lm
 
 
@@ -77,7 +78,7 @@ def test_gates_on_fixture_clips() -> None:
     """A blink (d6, around frame 50) is refused as eyes closed; a head turned ~20 deg (s18) as not frontal;
     the open-eyed frontal frames of d6 pass."""
     verdicts: dict[int, str | None] = {}
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         for f in frames(ReplaySource(FIXTURES / "d6.mp4")):
             if f.index > 56:
                 break
@@ -85,7 +86,7 @@ def test_gates_on_fixture_clips() -> None:
                 verdicts[f.index] = judge_face(f.image, lm.detect(f.image))
     assert verdicts[50] == "eyes closed" and verdicts[40] is None
     assert sum(v is None for v in verdicts.values()) >= 8
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         src = ReplaySource(FIXTURES / "s18.mp4")
         f = src.read()
         src.close()

@@ -13,8 +13,7 @@ import numpy as np
 from edge.config import Config
 from edge.embed import Embedder, _read_rgb, find_face
 from edge.errors import MaskgateError
-from edge.vision import eyecrop
-from edge.vision.landmarks import Landmarker
+from edge.vision import eyecrop, landmarks
 
 log = logging.getLogger(__name__)
 
@@ -23,8 +22,7 @@ def still_images(paths: list[Path], cfg: Config) -> Iterator[tuple[Path, np.ndar
     """(path, RGB image, a static ``Landmarker``) for each photo of a command that takes image files
     (``maskgate embed``, ``identify``); an image that cannot be read is said on stderr and comes as
     None, so the command goes on with the rest and exits 2 at the end."""
-    with Landmarker(max_faces=cfg.vision.max_faces, static=True,
-                    min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+    with landmarks.for_images(cfg.vision) as lm:
         for p in paths:
             try:
                 image = _read_rgb(p)

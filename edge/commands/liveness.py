@@ -9,7 +9,7 @@ from edge.camera import frames
 from edge.camera.replay import ReplaySource
 from edge.config import Config
 from edge.liveness import ChallengeSession, LogPrompter
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 
 
 def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
@@ -19,8 +19,7 @@ def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
     session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out.text))
     verdict = None
     last_t = 0.0
-    with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                    min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+    with landmarks.for_video(cfg.vision) as lm:
         for frame in frames(source):
             last_t = frame.t
             verdict = session.update(frame, lm.detect(frame.image))
