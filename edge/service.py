@@ -176,10 +176,9 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
         door = keeper.connect(cfg, state, config_path)
         install_signal_handlers(stop, door)  # now the handler can drive the relay off first
         stream = _event_stream(cfg, door)  # door changes: the keeper's, watched through its status
-        from edge.vision.landmarks import Landmarker
+        from edge.vision import landmarks
 
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
+        with landmarks.for_video(cfg.vision) as landmarker:
             gate = _make_gate(cfg, state, door, audit, lambda ev: _log_and_publish(ev, stream))
             reader = _open_claim_reader(cfg, gate, audit)
             notifier.ready("door locked; opening the camera" if gate is not None

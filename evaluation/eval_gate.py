@@ -41,6 +41,7 @@ from edge.enroll import judge_face
 from edge.gate import AGREEMENT_MIN, Gate
 from edge.match import gate_threshold
 from edge.vault import Vault
+from edge.vision import landmarks
 from edge.vision.landmarks import Landmarker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config()
     embedder = Embedder(cfg.embed)
     rows, lm_ms = [], []
-    with tempfile.TemporaryDirectory(prefix="maskgate-eval-") as tmp, Landmarker(cfg.vision.max_faces) as lm:
+    with tempfile.TemporaryDirectory(prefix="maskgate-eval-") as tmp, landmarks.for_video(cfg.vision) as lm:
         vault = Vault.open(Path(tmp), cfg.vault)
         cache = {}
         for name in sorted(acts):

@@ -39,7 +39,8 @@ import numpy as np
 from edge.camera import Frame
 from edge.config import LivenessConfig
 from edge.liveness import ChallengeSession, STEPS, sequences
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import landmarks
+from edge.vision.landmarks import Face
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,7 +67,7 @@ SIZE = 480          # attack frames are SIZE x SIZE
 
 def detect_all(images: list[np.ndarray]) -> list[list[Face]]:
     """Faces in every frame, with the mesh tracking as on a live camera."""
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [lm.detect(im) for im in images]
 
 

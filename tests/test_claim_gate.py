@@ -27,7 +27,7 @@ from edge.config import Config, replace
 from edge.door import open_door
 from edge.gate import Gate, build
 from edge.vault import Vault
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 
 ENROLL = Path(demo_clip()).parent / "enroll"
 DEMO_CARD, OTHER_CARD, PIN = "1001", "2002", "2468"
@@ -35,7 +35,7 @@ CLAIM = replace(Config(), "match", mode="claim")
 
 
 def footage(path: Path) -> list:
-    with Landmarker(max_faces=2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [(f, lm.detect(f.image)) for f in frames(ReplaySource(path))]
 
 

@@ -295,7 +295,7 @@ def test_lockout_counts_down_and_faults_and_held_door_show() -> None:
 
 def test_too_far_too_close_one_person_from_real_faces() -> None:
     from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
     from tests.conftest import FIXTURES
     import cv2
 
@@ -307,7 +307,7 @@ def test_too_far_too_close_one_person_from_real_faces() -> None:
     far_img[:small.shape[0], :small.shape[1]] = small
 
     def detect(image: np.ndarray) -> list:
-        with Landmarker(2) as lm:   # a fresh mesh per image: no tracking carried between them
+        with landmarks.for_video(max_faces=2) as lm:   # a fresh mesh per image: no tracking carried between them
             return lm.detect(image)
 
     near, far, pair = detect(img), detect(far_img), detect(np.concatenate([img, img], axis=1))
@@ -366,7 +366,7 @@ def test_framebuffer_without_geometry_or_device_says_what_to_set(tmp_path: Path)
 def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
     """The real demo (enrolment, gate, blink, grant) with a file-backed framebuffer attached: the
     screens it wrote, read back from the file, are the real renderer's checking, blink and welcome."""
-    from edge import gate
+    from edge.commands import demo
 
     fb = tmp_path / "fb0"
     fb.write_bytes(b"\0" * (320 * 192 * 4))
@@ -391,7 +391,7 @@ def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
             pass
 
     disp = Watching(str(fb), 320, 192, 32)
-    assert gate.demo(cfg, Quiet(), display=disp) == 0
+    assert demo.demo(cfg, Quiet(), display=disp) == 0
     disp.close()
     r = Renderer((320, 192), "en", translator("en"))
     for s in (Screen("checking"), Screen("challenge", step="blink", n=1, total=1, seconds=3), Screen("welcome")):

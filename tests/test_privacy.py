@@ -420,7 +420,7 @@ def test_a_refusal_inside_a_loop_turn_locks_the_door(tmp_path: Path) -> None:
 # ---- every command that touches a frame runs guarded (issue 20) ----
 
 @pytest.mark.parametrize("command, module, func", [
-    (["enroll", "x", "--from", str(ENROLL), "--consent", "c"], "edge.enroll", "enroll_cli"),
+    (["enroll", "x", "--from", str(ENROLL), "--consent", "c"], "edge.commands.enroll", "enroll_cli"),
     (["preview", "--text"], "edge.commands.diag", "preview"),
     (["diag", "camera"], "edge.commands.diag", "run_checks"),
     (["diag"], "edge.commands.diag", "run_checks"),

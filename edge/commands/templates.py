@@ -3,7 +3,7 @@
 DESIGN: the glue between the parsed arguments and the vault: which ``Vault`` call an action makes,
 what goes into the audit log, and the line or JSON object printed. The vault itself
 (``edge.vault``) parses no arguments and prints nothing. The credential, ``add`` and ``access``
-actions are handed to their own modules' glue.
+actions are handed to their own command modules (credentials, enroll, access).
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from typing import Any
 
 from nacl.signing import SigningKey
 
-from edge.access import describe, templates_access
+from edge.access import describe
 from edge.audit import record
-from edge.claim.admin import credentials_cli
+from edge.commands.access import templates_access
+from edge.commands.credentials import credentials_cli
 from edge.errors import VaultError
 from edge.files import atomic_write
 from edge.vault import Vault, _read, read_signing_key
@@ -47,9 +48,9 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"signing key written to {path} (keep it secret)\n"
                   f"public key (put it in vault.trusted_keys of the gates you install): {pub}")
         return 0
-    if action == "add":  # enrolment's frame gates and model: edge/enroll.py
+    if action == "add":  # enrolment's frame gates and model: edge/enroll.py, its lines edge/commands/enroll.py
         # lazy: enrolment brings the camera and vision stack (about 0.5 s); no other action needs it
-        from edge.enroll import add_templates_cli
+        from edge.commands.enroll import add_templates_cli
 
         return add_templates_cli(args.person, args.source, cfg, state, out,
                                  allow_look_alike=args.allow_look_alike)

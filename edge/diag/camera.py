@@ -20,8 +20,7 @@ from edge.config import Config
 from edge.diag import base
 from edge.diag.base import Context, Finding, _fail, _ok, _warn
 from edge.errors import CameraError
-from edge.vision import geometry
-from edge.vision.landmarks import Landmarker
+from edge.vision import geometry, landmarks
 
 DARK, BRIGHT = 40.0, 220.0  # mean grey level (0-255) outside which faces are hard to see
 
@@ -88,7 +87,7 @@ def check_camera(ctx: Context) -> Finding:
     brightness = float(grey.mean())
     picks = frames[::-1]  # newest first: for a live camera the last frame is "now"
     face = None
-    with Landmarker(1, static=True, min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+    with landmarks.for_images(cfg.vision, max_faces=1) as lm:
         for f in picks:
             faces = lm.detect(f.image)
             if faces:

@@ -18,7 +18,7 @@ from edge.camera.replay import read_image
 from edge.config import tomllib
 from edge.diag.base import Context, Finding, _face_model, _fail, _ok, _warn
 from edge.errors import ModelError
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 
 KNOWN_ANSWER = ("d10_005.jpg", "d10_130.jpg")  # the demo person, frames 5 and 130 of one recording
 
@@ -41,7 +41,7 @@ def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
     demo = Path(__file__).parent.parent / "demo" / "enroll"
     names = [entry.get("known_answer_image", KNOWN_ANSWER[0]), KNOWN_ANSWER[1]]
     vecs = []
-    with Landmarker(1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         for name in names:
             image = read_image(demo / Path(name).name)
             faces = lm.detect(image)

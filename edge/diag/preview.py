@@ -13,8 +13,7 @@ from typing import Any, Iterator
 
 from edge.camera import open_source
 from edge.config import Config
-from edge.vision import geometry
-from edge.vision.landmarks import Landmarker
+from edge.vision import geometry, landmarks
 
 
 def distance_hint(face_pd: float, box: tuple[float, float, float, float], size: tuple[int, int],
@@ -50,10 +49,8 @@ class Preview:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.source = open_source(cfg.camera)
-        v = cfg.vision
         try:
-            self.landmarker = Landmarker(1, min_detection_confidence=v.min_detection_confidence,
-                                         min_tracking_confidence=v.min_tracking_confidence)
+            self.landmarker = landmarks.for_video(cfg.vision, max_faces=1)
         except BaseException:
             self.source.close()
             raise

@@ -17,13 +17,12 @@ import numpy as np
 
 from edge.display import messages as M
 from edge.display.messages import Screen
-from edge.vision import geometry
+from edge.vision import geometry, landmarks
 
 log = logging.getLogger(__name__)
 
 # Pupil distance as a fraction of the frame width beyond which the face is too close to judge well.
 TOO_CLOSE_FRAC = 0.30
-SECOND_FACE_RATIO = 0.35   # as the gate's own rule (edge.gate)
 
 
 class Follower:
@@ -171,7 +170,7 @@ class Follower:
     def _approach(self, faces: list, image: np.ndarray | None) -> Screen:
         if not faces:
             return self._idle()
-        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+        if landmarks.second_face(faces, faces[0]):
             return Screen("one_person")
         pd = geometry.pupil_distance(faces[0].landmarks)
         if pd < self.cfg.vision.min_pupil_distance_px:
