@@ -12,6 +12,9 @@
 
 Every decision is an event with a reason a technician can read; any exception inside a loop turn
 becomes a denial with the door locked. Time is the frame's own clock, so a replay behaves as live.
+
+Why one module of over 500 lines: the state machine is one class whose states share the approach
+being judged; ``build`` and ``replay`` beside it are the two ways a gate is put together.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ then stops the keeper (systemd's ``Restart=always`` brings it back); SIGKILL and
 covered by the unit's ``ExecStopPost=maskgate door-keeper --relay-off``, which opens the lines again
 and drives the relay off, and by the external pull-down on the relay line (README, "Wiring").
 The keeper writes its own door events to the audit log, under the log's cross-process lock.
+
+Why one module of over 500 lines: the server, its client (``KeeperDoor``, what the gate holds) and
+the start-up of a keeper by ``maskgate run`` speak one protocol; kept together, a change to a
+request cannot miss its other end.
 """
 
 from __future__ import annotations

@@ -167,9 +167,7 @@ def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -
 def process(stick: Path, cfg: Any, state: Path) -> Outcome:
     """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
     refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
-    from edge.embed import (
-        installed_space,  # here: edge.embed brings OpenCV, which --check-request need not load
-    )
+    from edge.embed import installed_space  # lazy: edge.embed brings OpenCV, which --check-request need not
 
     folder = Path(stick) / FOLDER
     if not folder.is_dir():
