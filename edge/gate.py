@@ -98,6 +98,7 @@ class _Approach:
     steps: list[str] = field(default_factory=list)
     session: Any = None
     faces: list[Any] = field(default_factory=list)   # edge.fusion.FaceProbe of each embedded frame
+    waiting: float | None = None   # claim mode: since when the face waits for a card or PIN
 
 
 class Gate:
@@ -239,6 +240,8 @@ class Gate:
                 return self._abandon(t, "face left before the challenge")
             self._collect(frame, face, a.before, a)
             if len(a.before) >= self.cfg.match.frames:
+                if self.cfg.match.mode == "claim" and self._claim is None:
+                    return self._wait_for_claim(t, a)
                 self._start_challenge(t, a)
             return
         if self.state == "challenge":
@@ -284,6 +287,19 @@ class Gate:
                 fp = self.face_model.probe(frame.image, face.landmarks)
                 e = None if fp.embedding is None else self.vault.protect_face(fp.embedding)
                 a.faces.append(FaceProbe(e, fp.covered))
+
+    def _wait_for_claim(self, t: float, a: _Approach) -> None:
+        """Claim mode, a face and no card or PIN yet: ask for one before the challenge (answering a
+        challenge the gate then refuses for want of a card wastes the resident's time). The latest
+        frames are kept, so the challenge starts at once when the card comes."""
+        n = self.cfg.match.frames
+        del a.before[:-n]
+        del a.faces[:-n]
+        if a.waiting is None:
+            a.waiting = t
+            self.emit(t, "waiting", on="claim")
+        elif t - a.waiting > self.cfg.claim.timeout_s:
+            self._deny(t, "no card or PIN presented (match.mode = claim)")
 
     def _start_challenge(self, t: float, a: _Approach) -> None:
         a.steps = list(self.fixed_challenges) if self.fixed_challenges else \

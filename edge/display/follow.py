@@ -68,7 +68,11 @@ class Follower:
         if kind == "tracking":
             if self.cfg.match.mode == "claim" and self._claim is None:
                 self._play("say:claim")   # the face alone will not do: say so while they look
-            self._set(Screen("checking"))
+                self._set(Screen("claim"))
+            else:
+                self._set(Screen("checking"))
+        elif kind == "waiting":   # claim mode: the gate holds the challenge until a card or PIN
+            self._set(self._idle())
         elif kind == "claim" and not ev.get("ignored"):
             if ev.get("expired"):
                 self._claim = None
