@@ -17,6 +17,9 @@ thread, never from inside a GPIO callback, so a slow listener cannot delay an in
 Input semantics (``pull_up = true``, the default): every input is a switch to ground, "active"
 while closed. The door contact is closed while the door is shut, so a cut wire reads as an open
 door (and raises the forced-door alarm) instead of hiding one.
+
+Why one module of over 500 lines: the two backends, the pulse/alarm thread and the input semantics
+are one state (what the relay is doing and why); split, each part would need the others' locks.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.camera.replay import check_image_file, too_large
 from edge.config import EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
@@ -249,7 +250,6 @@ class FaceEmbedder(_CheckedModel):
 def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 
-    from edge.camera.replay import check_image_file, too_large
 
     if not path.exists():
         raise MaskgateError(f"{path}: no such image file")

@@ -224,7 +224,9 @@ def test_claim_mode_asks_for_the_card_first_and_says_it_was_read() -> None:
     f.frame(0.0, [], "idle")
     assert shown[-1] == Screen("claim")
     f.event({"t": 0.5, "event": "tracking"})                 # a face, but no card yet: say what is needed
-    assert f.player == ["say:claim"] and shown[-1] == Screen("checking")
+    assert f.player == ["say:claim"] and shown[-1] == Screen("claim")
+    f.event({"t": 0.7, "event": "waiting", "on": "claim"})   # the gate holds the challenge for the card
+    assert shown[-1] == Screen("claim")
     f.event({"t": 0.9, "event": "decision", "granted": False, "who": None, "score": None,
              "reason": "no card or PIN presented (match.mode = claim)"})
     assert shown[-1] == Screen("denied", reason="claim_needed")

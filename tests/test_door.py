@@ -189,7 +189,8 @@ def test_denied_pattern_beeps_three_times(factory):
     door.indicate("denied")
     assert wait_for(lambda: door.status()["pattern"] == "idle" and len(buzzer.states) >= 7, 3)
     assert [s.state for s in buzzer.states] == [False, True, False, True, False, True, False]
-    assert all(s.timestamp == pytest.approx(0.15, abs=0.06) for s in buzzer.states[2::2])
+    # each beep 0.15 s: a sleep never ends early, and a loaded machine may wake the thread late
+    assert all(0.13 <= s.timestamp <= 0.45 for s in buzzer.states[2::2]), [s.timestamp for s in buzzer.states]
     with pytest.raises(ValueError):
         door.indicate("party")
     door.close()
