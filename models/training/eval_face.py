@@ -242,8 +242,6 @@ def report(a: argparse.Namespace) -> int:
                                  "share_above_0.99": float(np.mean(cos > 0.99))}
 
     # 2. Mask check: fit on LFW folds 1-2 (synthetic), threshold on fold 5, check on realmask_dev.
-    from edge.vision import mask
-
     Fm = z["face_m"] / np.maximum(np.linalg.norm(z["face_m"], axis=1, keepdims=True), 1e-12)
     X = np.hstack([z["col"], F]); Xm = np.hstack([z["col_m"], Fm])
     tr = sorted(i for i in (paths.index(p) for p in fold_images(a.data, TRAIN_FOLDS[:2]))
