@@ -112,7 +112,7 @@ def test_demo_tour_holds_every_screen() -> None:
 @needs_cjk
 def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Path) -> None:
     """docs/screens holds a screenshot of every screen of the tour in each language, and each is what
-    the renderer draws today (python scripts/screenshots.py regenerates them)."""
+    the renderer draws today (python docs/screens/render.py regenerates them)."""
     import importlib.util
 
     from PIL import Image
@@ -133,7 +133,7 @@ def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Pa
         if not kept.is_file() or not np.array_equal(np.asarray(Image.open(kept).convert("RGB")),
                                                     np.asarray(Image.open(tmp_path / n).convert("RGB"))):
             stale.append(n)
-    assert not stale, f"run python scripts/screenshots.py: {stale}"
+    assert not stale, f"run python docs/screens/render.py: {stale}"
 
 
 @needs_cjk
