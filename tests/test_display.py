@@ -117,7 +117,7 @@ def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Pa
 
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "docs" / "screens" / "render.py")
     shots = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shots)
     assert shots.main(["--out", str(tmp_path)]) == 0
