@@ -71,6 +71,8 @@ PATTERNS: dict[str, Pattern] = {
     "open": Pattern(((True, False, math.inf),)),                                # relay on
     "granted": Pattern(((True, True, 0.15), (True, False, 0.0))),              # one short beep
     "denied": Pattern(((True, True, 0.15), (False, False, 0.1)) * 3),          # three beeps
+    # A USB stick was dealt with and synced (edge.usb): two long flashes and beeps, "you may pull it".
+    "done": Pattern(((True, True, 0.6), (False, False, 0.3), (True, True, 0.6), (False, False, 0.0))),
     "lockout": Pattern(((True, False, 0.1), (False, False, 0.4)), repeat=True),
     "alarm": Pattern(((True, True, 0.5), (False, False, 0.5)), repeat=True),
     "fault": Pattern(((True, False, 0.1), (False, False, 0.1), (True, False, 0.1), (False, False, 1.0)),
@@ -82,7 +84,7 @@ PATTERNS: dict[str, Pattern] = {
     "prompt-turn-right": Pattern(((True, False, 0.2), (False, False, 0.6)), repeat=True),
 }
 STEADY = ("idle", "busy", "lockout", "fault", "prompt-blink", "prompt-turn-left", "prompt-turn-right")
-TRANSIENT = ("granted", "denied")
+TRANSIENT = ("granted", "denied", "done")
 
 
 class Pins(Protocol):

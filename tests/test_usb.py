@@ -229,3 +229,64 @@ def test_stick_script_mounts_read_only_until_a_valid_request(site: dict, tmp_pat
     listing = on_stick(img, f"/maskgate/from-gates/{pub[:16]}")
     assert all(f in listing for f in ("audit.jsonl", "audit.csv", "diag.jsonl", "pubkey.txt", "result.json"))
     assert not (tmp_path / "mnt" / "maskgate").exists()      # unmounted
+
+
+# ---------------------------------------------------------------- "done" on the door's LED and buzzer
+
+def _pulses(pin) -> list[float]:
+    """The lengths of the pin's on periods, from gpiozero's mock pin history."""
+    on, out = None, []
+    t = 0.0
+    for st in pin.states:
+        t += st.timestamp
+        if st.state and on is None:
+            on = t
+        elif not st.state and on is not None:
+            out.append(t - on)
+            on = None
+    return out
+
+
+def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(site: dict) -> None:
+    """The keeper owns the LED and the buzzer; `maskgate usb` asks it to play "done" once the stick is
+    synced, and "denied" when something on the stick was refused."""
+    import threading
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.config import Config, replace
+    from edge.keeper import Keeper
+
+    s = site
+    state = s["tmp"] / "gate"
+    state.mkdir(mode=0o700)
+    factory = MockFactory()
+    keeper = Keeper(replace(Config(), "door", led_pin=22, buzzer_pin=23), state, pin_factory=factory)
+    t = threading.Thread(target=keeper.serve, daemon=True)
+    t.start()
+    led, buzzer = factory.pin(22), factory.pin(23)
+    try:
+        assert maskgate("usb", s["stick"], "--request", "--sign-key", s["key"]).returncode == 0
+        led.clear_states()
+        r = maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"])
+        assert r.returncode == 0, r.stderr
+        time.sleep(2.0)   # the pattern lasts 1.5 s
+        on = _pulses(led)
+        assert len(on) == 2 and all(0.5 <= d <= 0.8 for d in on), on
+        assert len(_pulses(buzzer)) == 2 and led.state is False and buzzer.state is False
+
+        stranger = s["tmp"] / "stranger.key"
+        maskgate("templates", "keygen", "--out", stranger)
+        assert maskgate("usb", s["stick"], "--request", "--sign-key", stranger).returncode == 0
+        led.clear_states()
+        assert maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"]).returncode == 1
+        time.sleep(1.2)
+        on = _pulses(led)
+        assert len(on) == 3 and all(d < 0.3 for d in on), on   # denied: three short beeps
+    finally:
+        keeper.stop.set()
+        t.join(5)
+        keeper.close()
+    # without a keeper (a station, a bench) the stick is dealt with all the same
+    r = maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"])
+    assert r.returncode == 1 and "done, with refusals" in r.stderr + r.stdout
