@@ -231,11 +231,13 @@ def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
     for item in outcome.skipped:
         out.event({"usb": "skipped", **item}, f"skipped {item['file']}: {item['reason']}")
     status = "done" if not outcome.refused else "done, with refusals"
-    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused)},
+    shown = signal_done(cfg, state, refused=bool(outcome.refused))
+    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused),
+               "led": shown},
               f"{status}: {len(outcome.imported)} roster(s) imported; report request: {outcome.request}"
-              + (f"; report written to {outcome.report}" if outcome.report else ""))
+              + (f"; report written to {outcome.report}" if outcome.report else "")
+              + (f"; the door LED shows {shown}" if shown else "; no door keeper, so nothing on the LED"))
     log.info("usb stick %s: %s", stick, status)
-    signal_done(cfg, state, refused=bool(outcome.refused))
     audit("usb.done", imported=len(outcome.imported), refused=len(outcome.refused), request=outcome.request[:200])
     return 1 if outcome.refused else 0
 

@@ -268,8 +268,9 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
     try:
         assert maskgate("usb", s["stick"], "--request", "--sign-key", s["key"]).returncode == 0
         led.clear_states()
-        r = maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"])
+        r = maskgate("usb", s["stick"], *s["gate"], "--json", env=s["gate_env"])
         assert r.returncode == 0, r.stderr
+        assert r.json_lines()[-1]["led"] == "done"
         time.sleep(2.0)   # the pattern lasts 1.5 s
         on = _pulses(led)
         assert len(on) == 2 and all(0.5 <= d <= 0.8 for d in on), on
@@ -289,4 +290,4 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
         keeper.close()
     # without a keeper (a station, a bench) the stick is dealt with all the same
     r = maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"])
-    assert r.returncode == 1 and "done, with refusals" in r.stderr + r.stdout
+    assert r.returncode == 1 and "done, with refusals" in r.stdout and "no door keeper" in r.stdout, r.stdout
