@@ -12,7 +12,9 @@
 #     stick makes maskgate-usb@sda.service write the gate's public key onto it; a station (maskgate
 #     run as root with its own state in /run) enrols the demo person and writes roster v1 for that key
 #     onto the stick; the gate imports it and the running daemon grants the person on the looping demo
-#     clip; roster v2 removes them; v1 again is refused; every state file stays owned by maskgate.
+#     clip; roster v2 removes them; v1 again is refused; every state file stays owned by maskgate;
+#     each stick dealt with is signalled on the door's LED through the keeper (done, or denied when
+#     something was refused).
 #   sudo scripts/test-image.sh [--out DIR] [--skip-build] [--timeout SECONDS]
 # Exit 0 when every check passed. The serial log is DIR/serial.log, timings in DIR/times.txt.
 # Needs, besides build-image.sh's tools: qemu-system-arm (qemu-system-aarch64).
@@ -20,13 +22,13 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=${TMPDIR:-/var/tmp}/maskgate-image
 build=1
-timeout=2400
+timeout=3600
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --skip-build) build=0; shift ;;
     --timeout) timeout=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "test-image.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +56,7 @@ pyhost=${PYTHON:-python3}
 host_maskgate() { (cd "$repo" && "$pyhost" -m edge.cli "$@" --state "$work/host-state"); }
 installer_pub=$(host_maskgate templates keygen --out "$work/installer.key" --json | sed -n 's/.*"public_key": "\([0-9a-f]*\)".*/\1/p')
 [ ${#installer_pub} = 64 ] || { echo "test-image.sh: could not make the installer key with $pyhost" >&2; exit 1; }
+mkdir "$work/stick"
 host_maskgate usb "$work/stick" --request --sign-key "$work/installer.key" --days 7 >/dev/null
 stick_img="$out/stick.img"
 rm -f "$stick_img"
@@ -192,6 +195,8 @@ pub=$(cat /run/stick/maskgate/from-gates/*/pubkey.txt 2>/dev/null | head -1)
 check "signed request: the gate wrote its public key, diag and audit log onto the stick" sh -c \
   "[ -n '$pub' ] && ls /run/stick/maskgate/from-gates/*/audit.jsonl /run/stick/maskgate/from-gates/*/audit.csv /run/stick/maskgate/from-gates/*/diag.jsonl"
 check "the key on the stick is the gate's" [ "$pub" = "$(maskgate templates pubkey)" ]
+check "done shown on the door LED by the keeper" sh -c \
+  "journalctl -b -u maskgate-usb@sda.service -o cat --no-pager | grep -q 'the door LED shows done'"
 station() { MASKGATE_MODELS=/opt/maskgate/models /opt/maskgate/venv/bin/maskgate "$@" --state /run/station; }
 demo=$(ls -d /opt/maskgate/venv/lib/python3*/site-packages/edge/demo/enroll)
 check "station enrols the demo person" station enroll "Demo Resident" --from "$demo" --consent "image test"
@@ -219,6 +224,8 @@ usb_run
 check "roster v1 again: refused (unit exit 1), the person still absent" sh -c \
   "[ '$(prop maskgate-usb@sda.service ExecMainStatus)' = 1 ] && ! maskgate templates list | grep -q 'Demo Resident' &&
    journalctl -b -u maskgate-usb@sda.service -o cat --no-pager | grep -q 'not newer than version 2'"
+check "the refusal shown on the door LED (denied)" sh -c \
+  "journalctl -b -u maskgate-usb@sda.service -o cat --no-pager | grep -q 'the door LED shows denied'"
 say "usb: round trip took $(( $(cut -d' ' -f1 /proc/uptime | cut -d. -f1) - t_usb )) s"
 say "usb journal (last 8 lines):"; journalctl -b -u 'maskgate-usb@*' -o cat --no-pager | tail -8 | sed 's/^/SELFCHECK |   /'
 others=$(find /var/lib/maskgate ! -user maskgate | head -3)
