@@ -183,11 +183,16 @@ check "restarted daemon loaded its models and started no program (font list kept
 usb_run() {  # one plug-in: the unit udev starts; says its result and exit status
   systemctl start maskgate-usb@sda.service
   say "usb: maskgate-usb@sda.service $(prop maskgate-usb@sda.service Result) (exit $(prop maskgate-usb@sda.service ExecMainStatus)), uptime $(cut -d' ' -f1 /proc/uptime) s"
+  journalctl -b _SYSTEMD_INVOCATION_ID="$(prop maskgate-usb@sda.service InvocationID)" -o cat --no-pager |
+    sed 's/^/SELFCHECK |   /'
 }
 stick_rw() { mkdir -p /run/stick && mount -o rw /dev/sda /run/stick; }
 granted() { grep -q '"event":"decision","granted":true,"who":"Demo Resident"' /var/lib/maskgate/audit.log; }
 i=0; while [ $i -lt 120 ] && [ ! -b /dev/sda ]; do sleep 1; i=$((i + 1)); done
+udevadm settle --timeout=60   # the node comes before udev's rules have run on it
 check "USB stick seen as /dev/sda (ID_BUS=usb)" sh -c "udevadm info -q property /dev/sda | grep -q '^ID_BUS=usb'"
+say "udev: $(udevadm info -q property /dev/sda | grep -E '^(ID_BUS|ID_FS_TYPE|ID_FS_USAGE|SYSTEMD_WANTS|TAGS)=' | tr '\n' ' ')"
+say "blkid: $(blkid /dev/sda 2>&1)"
 check "udev rule asks for maskgate-usb@sda.service" sh -c "udevadm info -q property /dev/sda | grep -q 'SYSTEMD_WANTS=.*maskgate-usb@sda.service'"
 t_usb=$(cut -d' ' -f1 /proc/uptime | cut -d. -f1)
 usb_run
@@ -208,6 +213,7 @@ umount /run/stick
 usb_run
 check "roster v1 imported from the stick" sh -c "maskgate templates list | grep -q 'Demo Resident'"
 i=0
+maskgate templates list | grep -q 'Demo Resident' || i=900   # nobody to grant: do not wait for it
 while [ $i -lt 900 ] && ! granted; do sleep 2; i=$((i + 2)); done
 check "the running gate grants the imported person on the looping clip" granted
 say "usb: first grant at uptime $(cut -d' ' -f1 /proc/uptime) s"
