@@ -274,6 +274,7 @@ class Door:
         self._alarms: set[str] = set()
         self._steady = "idle"
         self._transient: tuple[str, float] | None = None
+        self._done_count = 0   # "done" patterns played (a USB stick dealt with), for status watchers
         self._shown: tuple[str, float] = ("idle", time.monotonic())
         self._outputs = (None, None)
         self._pins = make_pins(self._on_input)
@@ -331,6 +332,8 @@ class Door:
         with self._cond:
             if pattern in TRANSIENT:
                 self._transient = (pattern, time.monotonic())
+                if pattern == "done":   # counted: a status watcher cannot miss a short pattern
+                    self._done_count += 1
             else:
                 self._steady = pattern
             self._cond.notify_all()
@@ -346,7 +349,7 @@ class Door:
             return {"backend": self._pins.name if not self._closed else "closed",
                     "relay": "on" if self._relay else "off", "locked": not self._relay,
                     "unlocked_by": self._unlocked_by if self._relay else None, "contact": contact,
-                    "alarms": sorted(self._alarms), "pattern": self._shown[0]}
+                    "alarms": sorted(self._alarms), "pattern": self._shown[0], "done": self._done_count}
 
     @property
     def relay_on(self) -> bool:

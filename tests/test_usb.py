@@ -313,7 +313,8 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
     from gpiozero.pins.mock import MockFactory
 
     from edge.config import Config, replace
-    from edge.keeper import Keeper
+    from edge.events import stream_line
+    from edge.keeper import Keeper, KeeperDoor
 
     s = site
     state = s["tmp"] / "gate"
@@ -323,6 +324,9 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
     t = threading.Thread(target=keeper.serve, daemon=True)
     t.start()
     led, buzzer = factory.pin(22), factory.pin(23)
+    seen: list[dict] = []
+    watcher = KeeperDoor(keeper.path)
+    watcher.on_event(seen.append, every_s=0.1)   # as the daemon's screen follows the keeper
     try:
         assert maskgate("usb", s["stick"], "--request", "--sign-key", s["key"]).returncode == 0
         led.clear_states()
@@ -333,6 +337,9 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
         on = _pulses(led)
         assert len(on) == 2 and all(0.5 <= d <= 0.8 for d in on), on
         assert len(_pulses(buzzer)) == 2 and led.state is False and buzzer.state is False
+        # the daemon's screen is told (Follower.door_event shows "USB stick done"); the event stream is not
+        assert seen.count({"event": "stick", "action": "done"}) == 1, seen
+        assert stream_line(seen[-1], "gate", False) is None
 
         stranger = s["tmp"] / "stranger.key"
         maskgate("templates", "keygen", "--out", stranger)
@@ -343,6 +350,7 @@ def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(s
         on = _pulses(led)
         assert len(on) == 3 and all(d < 0.3 for d in on), on   # denied: three short beeps
     finally:
+        watcher.close()
         keeper.stop.set()
         t.join(5)
         keeper.close()
