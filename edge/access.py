@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from edge.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 ALWAYS = "always"
@@ -362,8 +364,6 @@ def _clearable(text: str | None) -> str | None:
 def person_rules(cfg: Any, groups: list[str] | None, valid_from: str | None,
                  valid_until: str | None) -> dict[str, Any]:
     """What ``enroll --group/--valid-from/--valid-until`` will store, checked; ``ConfigError`` (exit 2)."""
-    from edge.errors import ConfigError
-
     try:
         checked = Rules(cfg).check_names(groups or [])
         vf, vu = check_pass(_clearable(valid_from), _clearable(valid_until))
@@ -372,28 +372,21 @@ def person_rules(cfg: Any, groups: list[str] | None, valid_from: str | None,
     return {"groups": tuple(checked), "valid_from": vf, "valid_until": vu}
 
 
-def templates_access(vault: Any, cfg: Any, args: Any, out: Any, audit: Any) -> int:
-    """``maskgate templates access PERSON [--group G]... [--valid-from T] [--valid-until T]``.
+def change_access(vault: Any, cfg: Any, person: str, groups: list[str] | None, valid_from: str | None,
+                  valid_until: str | None) -> Any:
+    """Change a person's groups or visitor pass in the vault; the person as now stored.
 
-    ``--group`` replaces the person's groups (``--group default`` puts them back in the default
-    group); ``--valid-from none`` / ``--valid-until none`` remove that end of the pass."""
-    from edge.errors import ConfigError
-
-    person = vault.find(args.person)
+    ``groups`` replaces the person's groups (``["default"]`` puts them back in the default group);
+    ``"none"`` for ``valid_from`` / ``valid_until`` removes that end of the pass; None leaves it."""
+    found = vault.find(person)
     changes: dict[str, Any] = {}
-    if args.group:
-        changes["groups"] = () if args.group == ["default"] else \
-            person_rules(cfg, args.group, None, None)["groups"]
-    vf = person.valid_from if args.valid_from is None else _clearable(args.valid_from)
-    vu = person.valid_until if args.valid_until is None else _clearable(args.valid_until)
-    if args.valid_from is not None or args.valid_until is not None:
+    if groups:
+        changes["groups"] = () if groups == ["default"] else person_rules(cfg, groups, None, None)["groups"]
+    vf = found.valid_from if valid_from is None else _clearable(valid_from)
+    vu = found.valid_until if valid_until is None else _clearable(valid_until)
+    if valid_from is not None or valid_until is not None:
         rules = person_rules(cfg, None, vf, vu)
         changes.update(valid_from=rules["valid_from"], valid_until=rules["valid_until"])
     if not changes:
         raise ConfigError("nothing to change: give --group, --valid-from or --valid-until")
-    p = vault.set_access(person.id, **changes)
-    shown = describe(p, cfg)
-    audit("vault.access", person=p.id, groups=shown["groups"], valid=shown["valid"])
-    out.event({"person": p.id, "name": p.name, **shown},
-              f"{p.id} ({p.name or 'no name'}): groups={','.join(shown['groups'])} valid={shown['valid']}")
-    return 0
+    return vault.set_access(found.id, **changes)

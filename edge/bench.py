@@ -3,7 +3,19 @@
 Each stage is timed on its own over the same frames (decode, landmarks, geometry, eye crop,
 embedding, the whole-face chip, its embedding and the mask check, 1:N match against 10,000 templates
 or ``--templates N``), medians and 95th percentiles in milliseconds, then frames per second and the
-process's peak RSS. The face stages run on the frames the gate embeds, as ``embed`` does.
+process's peak RSS. ``landmarks`` is the face mesh alone (edge.vision.landmarks runs nothing else);
+``geometry`` is what the gate reads from the landmarks on every frame (edge.gate.face_event and
+worth_embedding), not enrolment's face quality.
+
+``frame`` is the gate's loop turn, not the sum of every stage: the gate (edge.gate) runs decode,
+landmarks and geometry on every frame, but the eye and whole-face stages only on the frames it takes
+an embedding of (``match.frames`` before the challenge and as many after, near, frontal, eyes open)
+and the search once per approach, at its decision. The bench counts them into ``frame`` on the first
+2 x ``match.frames`` such frames of each approach, the search on the last of them, and starts the next
+approach ``gate.cooldown_s`` later; it leaves out the challenge between the two halves, so it counts
+the embedding frames at least as often as the gate. ``embed_frame`` is the loop turn of those frames
+alone: what one such frame costs. Every stage is still timed on every frame with a face, so its own
+row has as many samples as the clip gives.
 """
 
 from __future__ import annotations
@@ -13,16 +25,20 @@ import resource
 import sys
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edge import fusion
 from edge.camera.replay import ReplaySource, demo_clip
 from edge.config import Config
-from edge.errors import ConfigError
-from edge.vision import eyecrop, facecrop, geometry
-from edge.vision.landmarks import Landmarker
+from edge.embed import Embedder
+from edge.errors import ConfigError, ModelError
+from edge.gate import face_event, worth_embedding
+from edge.match import Gallery
+from edge.vision import eyecrop, facecrop, landmarks
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +70,6 @@ MATCH_DIM = 128  # template length when no embedder is installed to say its own
 def synthetic_gallery(dim: int, n: int = MATCH_TEMPLATES, per_person: int = MATCH_PER_PERSON,
                       seed: int = 0) -> Any:
     """A gallery of ``n`` random unit templates: search cost depends on its shape, not its faces."""
-    from edge.match import Gallery
-
     rng = np.random.default_rng(seed)
     templates = rng.standard_normal((n, dim)).astype(np.float32)
     templates /= np.linalg.norm(templates, axis=1, keepdims=True)
@@ -64,9 +78,6 @@ def synthetic_gallery(dim: int, n: int = MATCH_TEMPLATES, per_person: int = MATC
 
 def _embedder(cfg: Config) -> tuple[Any, str]:
     """The eye embedder, or None and why when no valid model is installed: the other stages still count."""
-    from edge.embed import Embedder
-    from edge.errors import ModelError
-
     try:
         return Embedder(cfg.embed), ""
     except ModelError as e:
@@ -79,21 +90,29 @@ def match_stage(n: int) -> str:
     return f"match_{n // 1000}k" if n % 1000 == 0 else f"match_{n}"
 
 
-def table(rows: list[tuple[str, float, float, int]]) -> list[str]:
-    """The stage figures as aligned text lines (stage, median, p95, samples)."""
-    width = max([len("stage")] + [len(r[0]) for r in rows])
-    lines = [f"{'stage':<{width}}  {'median ms':>9}  {'p95 ms':>9}  {'frames':>6}"]
-    lines += [f"{name:<{width}}  {med:>9.2f}  {p95:>9.2f}  {n:>6}" for name, med, p95, n in rows]
-    return lines
+@dataclass(frozen=True)
+class Bench:
+    """The figures of one run: ``rows`` (stage, median ms, p95 ms, samples) in stage order, ``frame``
+    last; ``why_not``: why the embed stages were left out ("" when they ran)."""
+
+    clip: str
+    size: tuple[int, int]
+    templates: int
+    why_not: str
+    rows: list[tuple[str, float, float, int]]
+    frames: int
+    fps: float
+    rss_mb: float
 
 
-def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
-        templates: int = MATCH_TEMPLATES) -> int:
-    """Time each stage over up to ``frames`` frames of the clip; one line per stage, then fps and RSS.
+def measure(cfg: Config, video: Path | None = None, frames: int = 150,
+            templates: int = MATCH_TEMPLATES) -> Bench:
+    """Time each stage over up to ``frames`` frames of the clip: its figures per stage, fps and RSS.
 
-    ``frame`` is the whole loop turn (the sum of the stages on that frame); fps is 1000 / its median.
-    The match stage searches as the gate does at a decision: the last 2 x ``match.frames`` embeddings
-    together against a gallery of ``templates`` (5 per person), so its figure is the decision's cost.
+    ``frame`` is the gate's loop turn (the stages the gate runs on that frame: module docstring); fps
+    is 1000 / its median. The match stage searches as the gate does at a decision: the last
+    2 x ``match.frames`` embeddings together against a gallery of ``templates`` (5 per person), so its
+    figure is the decision's cost.
     """
     if frames < 1:
         raise ConfigError(f"--frames must be at least 1, not {frames}")
@@ -105,11 +124,12 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
               match_name]
     times: dict[str, list[float]] = {name: [] for name in stages}
     total: list[float] = []
+    embedding_frames: list[float] = []
+    per_approach = 2 * cfg.match.frames   # embeddings the gate takes in one approach
+    embedded, next_approach = 0, float("-inf")
     embedder, why_not = _embedder(cfg)
-    from edge import fusion
-
     face_model = fusion.load(cfg.embed) if embedder is not None else None
-    lm = Landmarker(cfg.vision.max_faces)
+    lm = landmarks.for_video(cfg.vision)
     dim = embedder.dim if embedder is not None else MATCH_DIM
     gallery = synthetic_gallery(dim, templates)
     probe = np.random.default_rng(1).standard_normal(dim).astype(np.float32)
@@ -127,47 +147,47 @@ def run(cfg: Config, out: Any, video: Path | None = None, frames: int = 150,
             spent = t_dec + t_lm
             if faces:
                 L = faces[0].landmarks
-                _, ms = timed(lambda: (geometry.head_pose(L), geometry.ears(L),
-                                       geometry.face_quality(frame.image, L)))
+                # What the gate reads from the landmarks on every frame: the face event's pose, eye
+                # openness and pupil distance, and whether to embed (face_quality is enrolment's).
+                (_, worth), ms = timed(lambda: (face_event(frame, faces[0], len(faces)),
+                                                worth_embedding(faces[0], cfg.vision)))
                 times["geometry"].append(ms)
+                spent += ms
+                embedding = 0.0   # the eye and whole-face stages on this frame
                 crop, t_crop = timed(lambda: eyecrop.eye_crop(frame.image, L))
                 times["eyecrop"].append(t_crop)
-                spent += ms + t_crop
+                embedding += t_crop
                 if crop is not None and embedder is not None:
                     probe, ms = timed(lambda: embedder.embed_crop(crop))
                     times["embed"].append(ms)
-                    spent += ms
+                    embedding += ms
                     recent.append(probe)
                     if face_model is not None:
                         chip, t_chip = timed(lambda: facecrop.face_crop(frame.image, L))
                         times["facecrop"].append(t_chip)
-                        spent += t_chip
+                        embedding += t_chip
                         if chip is not None:
                             fe, ms = timed(lambda: face_model.embedder.embed_crop(chip))
                             _, ms2 = timed(lambda: face_model.mask.covered(chip, fe))
                             times["face_embed"].append(ms)
                             times["mask_check"].append(ms2)
-                            spent += ms + ms2
+                            embedding += ms + ms2
                 probes = np.stack(recent)
-                _, ms = timed(lambda: gallery.search(probes))
-                times[match_name].append(ms)
-                spent += ms
+                _, t_match = timed(lambda: gallery.search(probes))
+                times[match_name].append(t_match)
+                if worth and frame.t >= next_approach:
+                    spent += embedding
+                    embedded += 1
+                    if embedded == per_approach:   # the decision: one search, then the cooldown
+                        spent += t_match
+                        embedded, next_approach = 0, frame.t + cfg.gate.cooldown_s
+                    embedding_frames.append(spent)
             total.append(spent)
     finally:
         source.close()
         lm.close()
     times["frame"] = total
-    out.text(f"maskgate bench: {len(total)} frames of {source.path.name} ({size[0]}x{size[1]}), "
-             f"match over {len(gallery)} templates")
-    if why_not:
-        out.text(f"embed stage left out: {why_not}")
+    times["embed_frame"] = embedding_frames
     rows = [(stage, *_stats(ms), len(ms)) for stage, ms in times.items() if ms]
-    lines = table(rows)
-    out.text(lines[0])
-    for line, (stage, med, p95, n) in zip(lines[1:], rows):
-        out.event({"stage": stage, "ms_median": round(med, 3), "ms_p95": round(p95, 3), "frames": n}, line)
     fps = 1000.0 / _stats(total)[0] if total else 0.0
-    mb = rss_mb()
-    out.event({"frames": len(total), "fps": round(fps, 1), "rss_mb": round(mb, 1)},
-              f"\n{fps:.1f} frames per second (median frame), peak RSS {mb:.0f} MB")
-    return 0
+    return Bench(source.path.name, size, len(gallery), why_not, rows, len(total), fps, rss_mb())

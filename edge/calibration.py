@@ -198,6 +198,17 @@ class FusedCalibration:
         """What a fused score must reach (the fusion's own units)."""
         return self.cal.threshold * self.scale + self.offset
 
+    def summary(self) -> str:
+        """One line for a technician, as :meth:`SiteCalibration.summary` but with the threshold a fused
+        score must reach (the shares it estimates do not depend on the space)."""
+        c = self.cal
+        if not c.estimated:
+            return (f"fused threshold {self.threshold:.3f}: too few people with a face template to estimate "
+                    f"this site's stranger rate (fewer than {MIN_PEOPLE}); the fusion's calibration (LFW) is used")
+        line = (f"strangers admitted about {_pct(c.strangers)}, enrolled people about {_pct(c.first_try)} "
+                f"on the first try, at {c.people} people (fused threshold {self.threshold:.3f}")
+        return line + (", which no face reaches)" if c.threshold >= 1.0 else ")")
+
 
 def calibrate_fused(ids: list[str], eye_rows: np.ndarray, face_rows: np.ndarray | None, fusion: Any,
                     cfg: Any) -> FusedCalibration | None:

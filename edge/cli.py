@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import errno
-import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from edge import __version__
 from edge import config as config_mod
 from edge import privacy
+from edge.clock import parse_at
+from edge.commands.output import Output
 from edge.errors import MaskgateError
+from edge.ownership import check_writer
 
 log = logging.getLogger(__name__)
 
@@ -28,44 +30,19 @@ CHALLENGES = ("blink", "turn-left", "turn-right")
 STATE_WRITERS = {"run", "replay", "enroll", "templates", "roster", "diag", "usb"}
 
 
-class Output:
-    """Where a command's results go: JSON lines or human text on stdout."""
-
-    def __init__(self, as_json: bool) -> None:
-        self.json = as_json
-
-    def event(self, obj: dict[str, Any], text: str | None = None) -> None:
-        """One result: the object as a JSON line, or ``text`` (default: key=value pairs)."""
-        if self.json:
-            print(json.dumps(obj, separators=(", ", ": ")), flush=True)
-        else:
-            line = text if text is not None else " ".join(f"{k}={v}" for k, v in obj.items())
-            print(printable(line), flush=True)
-
-    def text(self, line: str) -> None:
-        """Human-only output (skipped under --json)."""
-        if not self.json:
-            print(printable(line), flush=True)
-
-
-def printable(text: str, keep_newlines: bool = True) -> str:
-    """``text`` with control characters escaped (``\\x1b``), so a name or an operator read from the
-    vault or the audit log cannot move the cursor, clear or retitle the terminal it is shown on."""
-    return "".join(c if c.isprintable() or (keep_newlines and c == "\n") else
-                   repr(c)[1:-1] if ord(c) < 0x10000 else f"\\U{ord(c):08x}" for c in str(text))
-
-
 # ---- commands: each takes (args, cfg, out) and returns the exit status ----
+# Each one imports its module (edge/commands/, or the domain module it runs) when it runs, not at
+# start-up: `maskgate --help`, `audit show` or `events` do not load MediaPipe, TFLite, OpenCV or the
+# vault's crypto, and a guarded command imports after its privacy.install(). The function-level imports
+# below are that, and only that.
 
 def _cmd_demo(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
-    from edge import gate
+    from edge.commands import demo
 
-    if getattr(args, "display", None):   # the screens too (edge/display/demo.py)
-        from edge.display import demo
-
-        return demo.run(cfg, out, args.display)
-    return gate.demo(cfg, out)
+    if getattr(args, "display", None):   # the screens too
+        return demo.run(cfg, out, args.display, args.pause)
+    return demo.demo(cfg, out)
 
 
 def _cmd_run(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
@@ -100,9 +77,7 @@ def _named_or_refused(path: str | None, cfg: config_mod.Config) -> None:
 
 def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # first: no socket, no image file from here on
-    from edge import gate
-
-    from edge.clock import parse_at
+    from edge.commands import gate
 
     at = parse_at(args.at) if args.at else None
     return gate.replay(Path(args.video), cfg, Path(args.state), out, challenges=args.challenge,
@@ -110,26 +85,26 @@ def _cmd_replay(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_embed(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import embed
+    from edge.commands import embed
 
     return embed.embed_images([Path(p) for p in args.images], cfg, out)
 
 
 def _cmd_identify(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import identify
+    from edge.commands import identify
 
     return identify.identify_images([Path(p) for p in args.images], cfg, Path(args.state), out)
 
 
 def _cmd_liveness(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import liveness
+    from edge.commands import liveness
 
     return liveness.judge_video(Path(args.video), args.challenge, cfg, out)
 
 
 def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # enrolment reads live frames: no socket, no image file from here on
-    from edge import enroll
+    from edge.commands import enroll
 
     return enroll.enroll_cli(args.name, args.source, args.consent, cfg, Path(args.state), out,
                              operator=args.operator, expires=args.expires, card=args.card, pin=args.pin,
@@ -138,25 +113,25 @@ def _cmd_enroll(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -
 
 
 def _cmd_templates(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import vault
+    from edge.commands import templates
 
-    return vault.templates_cli(args, cfg, Path(args.state), out)
+    return templates.templates_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_roster(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import roster
+    from edge.commands import roster
 
     return roster.roster_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_usb(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import usb
+    from edge.commands import usb
 
     return usb.usb_cli(args, cfg, Path(args.state), out)
 
 
 def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import audit
+    from edge.commands import audit
 
     return audit.audit_cli(args, cfg, Path(args.state), out)
 
@@ -164,14 +139,14 @@ def _cmd_audit(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 def _cmd_diag(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     if not args.checks or "camera" in args.checks:
         privacy.install()  # the camera check looks at live frames
-    from edge import diag
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
-    return diag.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
+    return diag_cmd.run_checks(args.checks, cfg, Path(args.state), out, yes=args.yes)
 
 
 def _cmd_events(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # a reader of the local stream: no network here either
-    from edge import events
+    from edge.commands import events
 
     return events.events_cli(cfg.events, out, count=args.count)
 
@@ -181,11 +156,11 @@ def _cmd_mqtt(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> 
     # configured broker only (its own unit, IPAddressAllow=); it sees only the event stream.
     from edge import mqtt_bridge
 
-    return mqtt_bridge.run(cfg, out)
+    return mqtt_bridge.run(cfg, out.text)
 
 
 def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
-    from edge import bench
+    from edge.commands import bench
 
     return bench.run(cfg, out, video=Path(args.video) if args.video else None, frames=args.frames,
                      templates=args.templates)
@@ -193,9 +168,9 @@ def _cmd_bench(args: argparse.Namespace, cfg: config_mod.Config, out: Output) ->
 
 def _cmd_preview(args: argparse.Namespace, cfg: config_mod.Config, out: Output) -> int:
     privacy.install()  # live frames on the screen only, never on disk or the network
-    from edge import diag
+    from edge.commands import diag as diag_cmd  # lazy: numpy and OpenCV load only for this command
 
-    return diag.preview(cfg, out, text_only=args.text)
+    return diag_cmd.preview(cfg, out, text_only=args.text)
 
 
 def _access_options(sp: argparse.ArgumentParser, change: bool = False) -> None:
@@ -233,6 +208,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("demo", _cmd_demo, "the whole gate on the bundled clip, mock relay, temporary state")
     sp.add_argument("--display", choices=("window", "framebuffer"),
                     help="also show the resident's screens (window: a desktop window; then every screen in turn)")
+    sp.add_argument("--pause", type=float, default=1.5, metavar="SECONDS",
+                    help="with --display: how long each screen of the tour stays up (default 1.5)")
     add("run", _cmd_run, "the gate daemon (camera, GPIO, systemd notify)")
     sp = add("door-keeper", _cmd_door_keeper, "the door keeper: owns the GPIO lines, times every unlock")
     sp.add_argument("--relay-off", action="store_true",
@@ -389,8 +366,6 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(args.debug, args.verbose)
     try:
         if args.command in STATE_WRITERS and getattr(args, "action", None) != "keygen":
-            from edge.ownership import check_writer
-
             check_writer(Path(args.state))  # before anything is written: no root-owned files for the daemon
         cfg = config_mod.load(args.config)
         if args.command in ("run", "door-keeper", "replay", "enroll", "templates", "audit", "diag"):

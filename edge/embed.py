@@ -20,12 +20,11 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-from edge.config import Config, EmbedConfig
+from edge.config import EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
 from edge.vision import eyecrop, facecrop
@@ -273,45 +272,3 @@ def find_face(lm: Any, image: np.ndarray, centre: bool = False) -> tuple[np.ndar
         h, w = image.shape[:2]
         return image, min(faces, key=lambda f: np.hypot(f.center[0] - w / 2, f.center[1] - h / 2))
     return image, faces[0]
-
-
-def still_images(paths: list[Path], cfg: Config) -> Iterator[tuple[Path, np.ndarray | None, Any]]:
-    """(path, RGB image, a static ``Landmarker``) for each photo of a command that takes image files
-    (``maskgate embed``, ``identify``); an image that cannot be read is said on stderr and comes as
-    None, so the command goes on with the rest and exits 2 at the end."""
-    from edge.vision.landmarks import Landmarker
-
-    with Landmarker(max_faces=cfg.vision.max_faces, static=True,
-                    min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
-        for p in paths:
-            try:
-                image = _read_rgb(p)
-            except MaskgateError as e:
-                print(f"maskgate: error: {e}", file=sys.stderr)
-                image = None
-            yield p, image, lm
-
-
-def embed_images(paths: list[Path], cfg: Config, out: Any) -> int:
-    """``maskgate embed``: one line per image, the largest face's eye embedding or "no face".
-
-    An image that cannot be read is reported on stderr and the rest are still embedded; the exit
-    status is then 2. A tight face crop is retried with a border, as the detector needs context.
-    """
-    embedder = Embedder(cfg.embed)
-    status = 0
-    for p, image, lm in still_images(paths, cfg):
-        if image is None:
-            status = 2
-            continue
-        image, face = find_face(lm, image)
-        emb = embedder.embed_face(image, face) if face is not None else None
-        if emb is None:
-            if face is not None:
-                log.info("%s: face turned beyond %.0f deg", p, eyecrop.MAX_YAW_DEG)
-            out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
-        else:
-            out.event({"path": str(p), "embedding": [round(float(v), 6) for v in emb]},
-                      f"{p}: {embedder.dim}-D embedding, first values "
-                      + " ".join(f"{v:+.3f}" for v in emb[:4]) + " ...")
-    return status

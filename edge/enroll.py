@@ -17,16 +17,25 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from edge import fusion
+from edge.access import person_rules
+from edge.audit import record
+from edge.calibration import calibrate
 from edge.camera import frames, open_source
 from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, check_image_file, read_image
+from edge.claim.admin import ask_pin
+from edge.claim.credentials import normalise_card
 from edge.config import Config
+from edge.embed import Embedder
 from edge.errors import MaskgateError
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker, detect_padded
+from edge.match import Gallery
+from edge.vault import ID_RE, Vault
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face, detect_padded
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +46,6 @@ MAX_ANGLE_DEG = 15.0       # yaw and roll: frontal enough for the eye crop to be
 # realmask_dev bare photos the same person's eye embeddings agree as well at 15-20 degrees as at 0-10
 # (mean genuine cosine 0.60 either way), and less beyond 20; Georgia Tech's mostly level faces agree.
 MAX_PITCH_DEG = 20.0
-MIN_EAR = 0.18             # both eyes open (shut is below 0.15)
 MIN_SHARPNESS = 6.0        # Laplacian variance of the face; sharp video 12-90, a 2-px blur 3.5
 BRIGHTNESS = (40.0, 220.0)
 MIN_TEMPLATES = 2          # fewer good frames than this is not an enrolment worth keeping
@@ -50,6 +58,30 @@ MAX_EXPIRY_YEARS = 100     # --expires further ahead than this is a typo (and 99
 
 class EnrollError(MaskgateError):
     """Enrolment cannot go ahead: no consent, a bad source, or too few good frames."""
+
+
+Say = Callable[[str], None]   # where progress lines go (the prompts, a line per source): a person is waiting
+
+
+def _quiet(line: str) -> None:
+    """Progress nobody is watching (evaluation, tests)."""
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    """What one enrolment did. ``person`` is None when nobody was enrolled because the liveness
+    challenge failed (``reason``); every other refusal is an ``EnrollError``. ``site``: the site
+    calibration's summary when, with this person enrolled, the face alone no longer keeps strangers
+    out at ``[match] stranger_rate`` (the gate then needs claim mode)."""
+
+    name: str
+    person: str | None
+    templates: int = 0
+    good_frames: int = 0
+    frames: int = 0
+    look_alike: dict | None = None
+    site: str | None = None
+    reason: str = ""
 
 
 def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_PUPIL_PX) -> str | None:
@@ -65,7 +97,7 @@ def judge_face(image: np.ndarray, faces: list[Face], min_pupil_px: float = MIN_P
     pose = geometry.upper_face_pose(lm)
     if max(abs(pose.yaw), abs(pose.roll)) > MAX_ANGLE_DEG or abs(pose.pitch) > MAX_PITCH_DEG:
         return "not frontal"
-    if min(geometry.ears(lm)) < MIN_EAR:
+    if not geometry.eyes_open(lm):
         return "eyes closed"
     if not BRIGHTNESS[0] <= q.brightness <= BRIGHTNESS[1]:  # before sharpness: the dark look flat
         return "too dark" if q.brightness < BRIGHTNESS[0] else "too bright"
@@ -160,7 +192,7 @@ def _classify(source: str) -> tuple[str, list[Path]]:
     return "video", [p]
 
 
-def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
+def _live_camera_frames(cfg: Config, say: Say) -> Iterator[np.ndarray]:
     """Frames of a person who first passed the liveness challenge, while their face stays in view."""
     try:
         from edge import liveness
@@ -168,11 +200,10 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
         raise EnrollError("enrolling from the camera needs the liveness check (edge/liveness.py), "
                           "which this build lacks; enrol from a supervised video or images") from None
     steps = liveness.draw_sequence(cfg.liveness, random.SystemRandom(), None)
-    session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, out))
+    session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, say))
     it = frames(open_source(cfg.camera))
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             verdict, last = None, None
             for frame in it:
                 faces = lm.detect(frame.image)
@@ -182,15 +213,13 @@ def _live_camera_frames(cfg: Config, out: Any) -> Iterator[np.ndarray]:
                     break
             if verdict is None or not verdict.passed:
                 raise _LivenessFailed(verdict.reason if verdict else "the camera stopped")
-            out.text("liveness passed; hold still and look at the camera")
+            say("liveness passed; hold still and look at the camera")
             start = None
             for frame in it:
                 start = frame.t if start is None else start
                 faces = lm.detect(frame.image)
                 if not faces or frame.t - start > CAMERA_CAPTURE_S or (
-                        last is not None and np.hypot(faces[0].center[0] - last.center[0],
-                                                      faces[0].center[1] - last.center[1])
-                        > 0.5 * (last.box[2] - last.box[0])):
+                        last is not None and liveness.jumped(last, faces[0]) is not None):
                     break  # the person left or someone else stepped in: never enrol whoever comes next
                 last = faces[0]
                 yield frame.image
@@ -204,10 +233,11 @@ class _LivenessFailed(Exception):
         self.reason = reason
 
 
-def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model: Any = None
+def collect(sources: list[str], cfg: Config, embedder: Any, say: Say = _quiet, face_model: Any = None
             ) -> tuple[list[Candidate], list[SourceReport]]:
     """Embeddings of every good frame of every source, with a report per source (and the whole-face
-    embedding of each, when ``face_model`` is given and the lower face is not covered)."""
+    embedding of each, when ``face_model`` is given and the lower face is not covered); ``say``
+    hears the liveness prompts and a line per source."""
     cands: list[Candidate] = []
     reports: list[SourceReport] = []
     groups: dict[str, int] = {}
@@ -219,14 +249,14 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
         rep = SourceReport(source)
         reports.append(rep)
         if kind == "camera":
-            images: Iterable[np.ndarray] = _live_camera_frames(cfg, out)
+            images: Iterable[np.ndarray] = _live_camera_frames(cfg, say)
         elif kind == "video":
             images = _video_frames(paths[0])
         else:
             images = _image_frames(paths)
         min_px = max(MIN_PUPIL_PX, cfg.vision.min_pupil_distance_px)
-        with Landmarker(2, static=(kind == "images"),
-                        min_detection_confidence=cfg.vision.min_detection_confidence) as lm:
+        # Two faces at most: enough to refuse a frame with a second person in it (judge_face).
+        with (landmarks.for_images if kind == "images" else landmarks.for_video)(cfg.vision, max_faces=2) as lm:
             for image in images:
                 rep.frames += 1
                 if kind == "images":  # a passport photo or tight crop: retried with a border
@@ -248,58 +278,47 @@ def collect(sources: list[str], cfg: Config, embedder: Any, out: Any, face_model
                                        geometry.face_quality(image, faces[0].landmarks).sharpness,
                                        None if fp is None or fp.covered else fp.embedding))
         refused = ", ".join(f"{n} {why}" for why, n in rep.refused.most_common()) or "none"
-        out.text(f"{source}: {rep.frames} frames, {rep.good} good (refused: {refused})")
+        say(f"{source}: {rep.frames} frames, {rep.good} good (refused: {refused})")
     return cands, reports
 
 
-def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: Path, out: Any,
-               operator: str = "", expires: str | None = None, embedder: Any = None,
-               card: str | None = None, pin: bool = False, allow_look_alike: bool = False,
-               groups: list[str] | None = None, valid_from: str | None = None,
-               valid_until: str | None = None) -> int:
-    """``maskgate enroll NAME --from SOURCE... --consent TEXT [--card N] [--pin] [--group G]...``: 0 enrolled,
-    1 liveness failed, 2 bad input."""
+def enroll(name: str, sources: list[str], consent: str, cfg: Config, state: Path, say: Say = _quiet,
+           operator: str = "", expires: str | None = None, embedder: Any = None,
+           card: str | None = None, pin: bool = False, allow_look_alike: bool = False,
+           groups: list[str] | None = None, valid_from: str | None = None,
+           valid_until: str | None = None) -> Enrolled:
+    """Enrol ``name`` from ``sources`` (camera, a video, an image folder or files) with their consent,
+    card, PIN, groups and pass, into the vault of ``state``, and audit it. ``EnrollError`` (exit 2)
+    for bad input or too few good frames; a failed liveness challenge is a result (nobody enrolled)."""
     if not consent or not consent.strip():
         raise EnrollError("no consent given: --consent must hold the person's consent text or the "
                           "reference of their signed form; nobody is enrolled without it")
     name = name.strip()
     if not name or len(name) > 200 or not name.isprintable():
         raise EnrollError("the name must be 1-200 printable characters")
-    from edge.vault import ID_RE
-
     if ID_RE.fullmatch(name):  # `templates remove NAME` would find another person by this id
         raise EnrollError(f"the name {name!r} looks like a person id (p- and 16 hex digits); choose another")
     if len(operator) > 200 or not operator.isprintable():
         raise EnrollError("--operator must be at most 200 printable characters (no control characters)")
     until = _parse_expiry(expires)
-    from edge.access import person_rules
-
     rules = person_rules(cfg.access, groups, valid_from, valid_until)  # a bad group or pass fails now
     for s in sources:
         _classify(s)  # a missing file fails now, before the camera or the model start
-    from edge.vault import Vault
-
     vault = Vault.open(state, cfg.vault)
     if any(p.name == name for p in vault.people()):
         raise EnrollError(f"{name!r} is already enrolled; remove them first (maskgate templates remove) "
                           "or choose another name")
     card, pin_record = _credentials(vault, name, card, pin)  # before the camera: fail fast, ask once
     if embedder is None:
-        from edge.embed import Embedder
-
         embedder = Embedder(cfg.embed)
     stale = vault.stale_for(embedder.space)
     if stale:  # before the challenge: these templates could never be enrolled beside them
         raise EnrollError(stale)
-    from edge import fusion
-
     face_model = fusion.load(cfg.embed)
     try:
-        cands, reports = collect(sources, cfg, embedder, out, face_model)
+        cands, reports = collect(sources, cfg, embedder, say, face_model)
     except _LivenessFailed as e:
-        out.event({"enrolled": False, "name": name, "reason": f"liveness failed: {e.reason}"},
-                  f"not enrolled: liveness failed ({e.reason})")
-        return 1
+        return Enrolled(name, None, reason=e.reason)
     if len(cands) < MIN_TEMPLATES:
         raise EnrollError(f"only {len(cands)} good frame(s) of {name!r} (need {MIN_TEMPLATES}): one face, "
                           f"near, frontal, sharp, eyes open; give more or better images or video")
@@ -314,28 +333,16 @@ def enroll_cli(name: str, sources: list[str], consent: str, cfg: Config, state: 
                     card=card, pin=pin_record,
                     faces=[c.face for c in chosen] if face_model is not None else None,
                     face_space=face_model.space if face_model is not None else "", **rules)
-    from edge.audit import record
-
     record(state, cfg.audit, "vault.enroll", person=pid, name=name, templates=len(chosen),
            operator=operator, expires=expires, card=card, pin=pin_record is not None,
            groups=list(rules["groups"]) or None, valid_from=rules["valid_from"], valid_until=rules["valid_until"],
            **({"look_alike": alike["name"]} if alike else {}))
-    out.event({"enrolled": True, "person": pid, "name": name, "templates": len(chosen),
-               "good_frames": len(cands), "frames": sum(r.frames for r in reports), "look_alike": alike},
-              f"enrolled {name} as {pid}: {len(chosen)} templates from {len(cands)} good frames")
-    site_warning(vault, name, cfg, embedder, out)
-    if alike:
-        out.text(f"warning: {name} resembles {alike['name']} to this model ({alike['score']:.2f}, the gate's "
-                 f"threshold is {alike['threshold']:.2f}): either may be let in as the other. If they are one "
-                 "person under two names, remove one (maskgate templates remove)")
-    return 0
+    return Enrolled(name, pid, len(chosen), len(cands), sum(r.frames for r in reports), alike,
+                    site_check(vault, cfg, embedder))
 
 
 def _credentials(vault: Any, name: str, card: str | None, pin: bool) -> tuple[str | None, str | None]:
     """``--card`` checked (a number, nobody else's) and ``--pin`` asked twice and hashed."""
-    from edge.claim.admin import ask_pin
-    from edge.claim.credentials import normalise_card
-
     if card is not None:
         card = normalise_card(card)
         holder = vault.card_holder(card)
@@ -351,9 +358,6 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     The gate's threshold is its site calibration (edge.calibration) of the people enrolled now: on a
     population the model separates poorly, the model's own calibration would call most newcomers
     someone's look-alike, while the gate itself lets none of them in as another."""
-    from edge.calibration import calibrate
-    from edge.match import Gallery
-
     ids, rows = vault.gallery()
     keep = [i for i, p in enumerate(ids) if p != pid]
     if not keep:
@@ -367,43 +371,48 @@ def look_alike(vault: Any, pid: str, embeddings: list[np.ndarray], cfg: Config, 
     return {"name": vault.name_of(others.people[k]), "score": round(float(best[k]), 3), "threshold": round(t, 3)}
 
 
-def site_warning(vault: Any, name: str, cfg: Config, embedder: Any, out: Any) -> None:
-    """Warn when, with this person enrolled, the model can no longer separate the site's people at
-    ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode."""
-    from edge.calibration import CLAIM_HINT, calibrate
-
+def site_check(vault: Any, cfg: Config, embedder: Any) -> str | None:
+    """The site calibration's summary when the model can no longer separate the site's people at
+    ``[match] stranger_rate`` (edge.calibration): the gate then needs claim mode. None when it can."""
     ids, rows = vault.gallery()
     if not ids:
-        return
+        return None
     cal = calibrate(ids, rows, embedder, cfg.match)
-    if not cal.separates:
-        out.text(f"warning: with {name} enrolled, {cal.summary()}: the face alone cannot keep strangers "
-                 f"out at match.stranger_rate = {cfg.match.stranger_rate:g} here; {CLAIM_HINT}")
-        if getattr(out, "json", False):   # no human text under --json: say it on stderr
-            log.warning("site calibration after enrolling %s: %s; %s", name, cal.summary(), CLAIM_HINT)
-def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path, out: Any, embedder: Any = None,
-                      allow_look_alike: bool = False) -> int:
-    """``maskgate templates add PERSON --from SOURCE...``: more templates (a mask, glasses, a new haircut)
-    for someone enrolled, through the same quality gates; refused when the frames match someone else."""
+    return None if cal.separates else cal.summary()
+
+
+@dataclass(frozen=True)
+class Added:
+    """What ``add_templates`` did: ``added`` templates (0 when the liveness challenge failed, with
+    ``reason``), the person's ``templates`` now, and ``own_score``, how close the new frames come to
+    their earlier templates."""
+
+    person: str
+    name: str
+    added: int = 0
+    templates: int = 0
+    good_frames: int = 0
+    own_score: float = 0.0
+    reason: str = ""
+
+
+def add_templates(person: str, sources: list[str], cfg: Config, state: Path, say: Say = _quiet,
+                  embedder: Any = None, allow_look_alike: bool = False) -> Added:
+    """More templates (a mask, glasses, a new haircut) for someone enrolled (id or name), through the
+    same quality gates; ``EnrollError`` when no frame is good or the frames match someone else better."""
     for s in sources:
         _classify(s)
-    from edge.vault import Vault
-
     vault = Vault.open(state, cfg.vault)
     p = vault.find(person)
     if embedder is None:
-        from edge.embed import Embedder
-
         embedder = Embedder(cfg.embed)
     stale = vault.stale_for(embedder.space)
     if stale:
         raise EnrollError(stale)
     try:
-        cands, _ = collect(sources, cfg, embedder, out)
+        cands, _ = collect(sources, cfg, embedder, say)
     except _LivenessFailed as e:
-        out.event({"added": 0, "person": p.id, "reason": f"liveness failed: {e.reason}"},
-                  f"nothing added: liveness failed ({e.reason})")
-        return 1
+        return Added(p.id, p.name, reason=e.reason)
     if not cands:
         raise EnrollError(f"no good frame of {p.name or p.id}: one face, near, frontal, sharp, eyes open")
     chosen = choose_diverse(cands, cfg.vault.max_templates)
@@ -415,15 +424,9 @@ def add_templates_cli(person: str, sources: list[str], cfg: Config, state: Path,
                           f"{p.name or p.id} ({own:.2f}) at the gate's threshold {alike['threshold']:.2f}: is it "
                           "the right person? (--allow-look-alike to add them anyway)")
     after = vault.add_templates(p.id, vecs, space=embedder.space)
-    from edge.audit import record
-
     record(state, cfg.audit, "vault.add_templates", person=p.id, name=p.name, templates=len(vecs),
            total=after.templates)
-    out.event({"person": p.id, "name": p.name, "added": len(vecs), "templates": after.templates,
-               "good_frames": len(cands), "own_score": round(own, 3)},
-              f"added {len(vecs)} templates to {p.name or p.id} ({after.templates} now) from {len(cands)} good "
-              f"frames; closest to their earlier templates: {own:.2f}")
-    return 0
+    return Added(p.id, p.name, len(vecs), after.templates, len(cands), own)
 
 
 def _own_score(vault: Any, pid: str, embeddings: list[np.ndarray]) -> float:

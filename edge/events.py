@@ -249,30 +249,3 @@ def follow(path: Path | str, retry_s: float = 1.0, stop: threading.Event | None 
         if stop is None or not stop.is_set():
             log.warning("event stream: the gate closed it; reconnecting")
             time.sleep(retry_s)
-
-
-def human(line: dict[str, Any]) -> str:
-    """A stream line for a person at a terminal."""
-    head = f"{line.get('time', '?')} {line.get('gate', '?')}"
-    kind = line.get("event")
-    if kind == "decision":
-        who = f" {line['person']}" if line.get("person") else ""
-        if line.get("name"):
-            who += f" ({line['name']})"
-        verdict = "GRANTED" if line.get("granted") else "denied"
-        return f"{head} {verdict}{who}: {line.get('reason', '')}"
-    rest = " ".join(f"{k}={v}" for k, v in line.items() if k not in ("time", "gate", "event"))
-    return f"{head} {kind} {rest}"
-
-
-def events_cli(cfg: Any, out: Any, count: int | None = None) -> int:
-    """``maskgate events``: follow the stream, one line per event (``--json``: the lines as sent)."""
-    if not cfg.socket:
-        raise EventsError("no event stream: [events] socket is empty in the config")
-    n = 0
-    for line in follow(cfg.socket):
-        out.event(line, human(line))
-        n += 1
-        if count is not None and n >= count:
-            break
-    return 0

@@ -1,4 +1,6 @@
-"""Small file helpers shared by the writers of the state directory (vault, audit log)."""
+"""Small file helpers shared by the writers of the state directory (vault, audit log, rosters) and
+of the files commands write (bundles, exports, the USB stick): the one owner of the lock and of the
+atomic replace, so every writer gets the same guarantees."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from edge.errors import MaskgateError
 
@@ -27,3 +29,41 @@ def exclusive(lock_path: Path, mode: int, error: type[MaskgateError]) -> Iterato
         yield
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename (or a new file) in directory ``path`` survive a power cut."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o600, check: Callable[[bytes], Any] | None = None,
+                 error: type[MaskgateError] = MaskgateError) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, directory fsync (old or new, whole).
+    ``check`` gets the temp file's bytes as read back from disk and raises to keep the old file;
+    bytes that read back differently are an ``error``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if check is not None:
+            back = tmp.read_bytes()
+            if back != data:
+                raise error(f"{tmp}: the bytes read back differ from those written (storage failing?); "
+                            f"{path.name} left as it was")
+            check(back)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import random
-import tempfile
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,19 +26,17 @@ from typing import Any, Callable
 import numpy as np
 
 from edge.camera import Frame, frames
-from edge.camera.replay import ReplaySource, demo_clip
-from edge.config import Config
+from edge.camera.replay import ReplaySource
+from edge.config import Config, VisionConfig
 from edge.errors import MaskgateError
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
 
 Emit = Callable[[dict[str, Any]], None]
 
-# A second face this large (relative area) beside the nearest one means two people at the gate.
-SECOND_FACE_RATIO = 0.35
 # Frontal enough to start an approach and to take an embedding.
 MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 # The embeddings before and after the challenge must agree this well (cosine of their means). Lower
@@ -51,12 +48,25 @@ AGREEMENT_MIN = 0.3
 COLLECT_PATIENCE = 45
 
 
+def near_and_frontal(face: Face, vision: VisionConfig) -> bool:
+    """Near and frontal enough to start an approach and to take an embedding."""
+    if geometry.pupil_distance(face.landmarks) < vision.min_pupil_distance_px:
+        return False
+    pose = geometry.head_pose(face.landmarks)
+    return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
+
+
+def worth_embedding(face: Face, vision: VisionConfig) -> bool:
+    """A frame the gate takes an embedding of while it collects (edge.bench counts the same frames)."""
+    return near_and_frontal(face, vision) and geometry.eyes_open(face.landmarks)
+
+
 def face_event(frame: Frame, face: Face, n_faces: int) -> dict[str, Any]:
     """The ``face`` event line of DESIGN.md for one frame's largest face."""
     pose = geometry.head_pose(face.landmarks)
     ear_r, ear_l = geometry.ears(face.landmarks)
     return {"t": round(frame.t, 3), "event": "face", "frame": frame.index,
-            "box": [round(v, 1) for v in face.box], "score": round(face.score, 3), "faces": n_faces,
+            "box": [round(v, 1) for v in face.box], "faces": n_faces,
             "yaw": round(pose.yaw, 1), "pitch": round(pose.pitch, 1), "roll": round(pose.roll, 1),
             "ear_left": round(ear_l, 3), "ear_right": round(ear_r, 3),
             "pupil_distance": round(geometry.pupil_distance(face.landmarks), 1)}
@@ -163,7 +173,7 @@ class Gate:
         self._emit(line)
         if self.follower is not None:
             self.follower.event(line)
-        # Door events reach the audit log from the door itself (service.audit_door_events).
+        # Door events reach the audit log from the door itself (lifecycle.audit_door_events).
         if self.audit is not None and event in ("decision", "alarm", "error", "liveness"):
             try:
                 self.audit.append(event, **{k: v for k, v in fields.items() if k != "t"})
@@ -200,7 +210,7 @@ class Gate:
         if self.state in ("cooldown", "lockout"):  # a second face just ended the approach
             return
         if self.state == "idle":
-            if face is None or not self._near_and_frontal(face):
+            if face is None or not near_and_frontal(face, self.cfg.vision):
                 return
             self._approach = _Approach(started=t)
             self.state = "tracking"
@@ -244,27 +254,18 @@ class Gate:
         """The one face the gate serves, or None (nobody, or two people at once)."""
         if not faces:
             return None
-        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+        if landmarks.second_face(faces, faces[0]):   # two people at the gate
             if self.state in ("tracking", "challenge", "verify"):
                 self._deny(t, "two faces: one person at a time")
             return None
         return faces[0]
-
-    def _near_and_frontal(self, face: Face) -> bool:
-        if geometry.pupil_distance(face.landmarks) < self.cfg.vision.min_pupil_distance_px:
-            return False
-        pose = geometry.head_pose(face.landmarks)
-        return abs(pose.yaw) <= MAX_YAW_DEG and abs(pose.pitch) <= MAX_PITCH_DEG
 
     def _collect(self, frame: Frame, face: Face, into: list[np.ndarray], a: _Approach) -> None:
         """Add this frame's embedding when the face is good enough; give up after a while."""
         a.waited += 1
         if a.waited > COLLECT_PATIENCE:
             return self._deny(frame.t, "face never steady, near and frontal enough to recognise")
-        if not self._near_and_frontal(face):
-            return
-        ear = min(geometry.ears(face.landmarks))
-        if ear < 0.15:  # eyes shut: the eye region says little
+        if not worth_embedding(face, self.cfg.vision):
             return
         vec = self.embedder.embed_face(frame.image, face)
         if vec is not None:
@@ -451,6 +452,8 @@ class Gate:
 
     def close(self) -> None:
         self._lock_quietly()
+        if self.follower is not None:   # the last chime heard out, the screen it opened closed
+            self.follower.close()
 
 
 class _EventPrompter:
@@ -508,45 +511,19 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
                 fault="; ".join(faults) or None, prompter=prompter, face_model=face_model, clock=clock)
 
 
-def _human(ev: dict[str, Any]) -> str:
-    """An event as a line for a person reading the terminal."""
-    t = f"{ev['t']:7.2f}s"
-    if ev["event"] == "decision":
-        claim = f" with {ev['claim']}" if ev.get("claim") else ""
-        if ev["granted"]:
-            return f"{t} ACCESS GRANTED: {ev['who']} (score {ev['score']}){claim}"
-        score = "" if ev["score"] is None else f" (score {ev['score']})"
-        if ev.get("who"):  # recognised, refused by the access rules
-            score = f" ({ev['who']}, score {ev['score']})"
-        return f"{t} access denied: {ev['reason']}{score}{claim}"
-    rest = " ".join(f"{k}={v}" for k, v in ev.items() if k not in ("t", "event"))
-    return f"{t} {ev['event']} {rest}".rstrip()
-
-
-def printer(out: Any) -> Emit:
-    """Every event as a JSON line, or, for people, everything but the per-frame face lines."""
-    def emit(ev: dict[str, Any]) -> None:
-        if out.json:
-            out.event(ev)
-        elif ev["event"] != "face":
-            out.text(_human(ev))
-    return emit
-
-
-def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str] | None = None,
-           claim: str | None = None, at: Any = None, display: Any = None) -> int:
-    """Run the whole gate over a recording as fast as it decodes, relay on mock pins; print events.
+def replay(video: Path, cfg: Config, state: Path, emit: Emit, challenges: list[str] | None = None,
+           claim: str | None = None, at: Any = None, display: Any = None) -> list[dict[str, Any]]:
+    """Run the whole gate over a recording as fast as it decodes, relay on mock pins, every event to
+    ``emit``; the decisions it came to (none when nobody completed an approach).
 
     ``claim``: a card number presented at the start of the recording (match.mode claim / either).
     ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
     clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
-
-    Exit 1 when the recording ended in denials only (access denied), else 0.
     """
     from edge.audit import AuditLog
     from edge.config import replace
     from edge.door import open_door
-    from edge.service import audit_door_events
+    from edge.lifecycle import audit_door_events
 
     card = None
     if claim is not None:
@@ -555,7 +532,6 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
         card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
     source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
-    emit = printer(out)
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
@@ -570,8 +546,7 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     if card is not None:
         gate.present(card)
     try:
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
+        with landmarks.for_video(cfg.vision) as lm:
             for frame in frames(source):
                 faces = lm.detect(frame.image)
                 if faces:
@@ -580,42 +555,4 @@ def replay(video: Path, cfg: Config, state: Path, out: Any, challenges: list[str
     finally:
         gate.close()
         door.close()
-    if not gate.decisions:
-        out.text("no decision: nobody completed an approach in this recording")
-        return 0
-    return 0 if any(d["granted"] for d in gate.decisions) else 1
-
-
-def demo(cfg: Config, out: Any, display: Any = None) -> int:
-    """Enrol the demo person from bundled frames, then run the gate on the bundled clip (blink).
-
-    Exit 0 on the expected grant, 1 if the demo person was denied (then the install is not right).
-    """
-    from edge import enroll
-    from edge.config import replace
-
-    # The demo person walks through after the grant: one approach, not a second one on the same clip.
-    cfg = replace(cfg, "gate", cooldown_s=max(cfg.gate.cooldown_s, 60.0))
-    with tempfile.TemporaryDirectory(prefix="maskgate-demo-") as tmp:
-        state = Path(tmp)
-        enroll_dir = Path(demo_clip()).parent / "enroll"
-        out.text(f"demo: enrolling the demo person from {len(list(enroll_dir.glob('*.jpg')))} bundled frames")
-        enroll.enroll_cli("demo-person", [str(enroll_dir)], "demo: bundled LivePortrait frames (MIT)", cfg,
-                          state, _Quiet(out), operator="maskgate demo")
-        out.text(f"demo: running the gate on {Path(demo_clip()).name} (challenge: blink, relay on mock pins)")
-        return replay(Path(demo_clip()), cfg, state, out, challenges=["blink"], display=display)
-
-
-class _Quiet:
-    """An output that keeps enrolment's own lines out of the demo's event stream."""
-
-    def __init__(self, out: Any) -> None:
-        self.json = out.json
-        self._out = out
-
-    def event(self, obj: dict[str, Any], text: str | None = None) -> None:
-        if not self.json:
-            self._out.text(text if text is not None else str(obj))
-
-    def text(self, line: str) -> None:
-        self._out.text(line)
+    return list(gate.decisions)

@@ -1,4 +1,4 @@
-"""``maskgate identify IMAGE...``: whom the gate's recogniser takes the person in each photo for.
+"""Whom the gate's recogniser takes the person in one photo for (``maskgate identify``, evaluation).
 
 For technicians ("who does the gate take this person for?") and for evaluation. No liveness (a
 photo cannot pass it): only the recogniser, with the gate's own decision rule: the vault of
@@ -11,50 +11,59 @@ photo cannot pass it): only the recogniser, with the gate's own decision rule: t
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 
+from edge import fusion
 from edge.config import Config
+from edge.embed import Embedder
 from edge.errors import MaskgateError
+from edge.vault import Vault
+from edge.vision.landmarks import Landmarker, detect_padded
 
 log = logging.getLogger(__name__)
 
 
-def identify_images(paths: list[Path], cfg: Config, state: Path, out: Any, embedder: Any = None) -> int:
-    """One result per image; exit 0 when every image was read, 2 when some could not be."""
-    from edge import fusion
-    from edge.embed import Embedder, still_images
-    from edge.vault import Vault
-    from edge.vision.landmarks import detect_padded
+@dataclass(frozen=True)
+class Identified:
+    """The recogniser's decision for one photo: the closest person (``who``, None with nobody
+    enrolled), their score, the threshold it had to reach, and which embedding decided (``used``)."""
 
-    vault = Vault.open(state, cfg.vault)
-    if embedder is None:
-        embedder = Embedder(cfg.embed)
-    stale = vault.stale_for(embedder.space)
-    if stale:
-        raise MaskgateError(stale)
-    face_model = fusion.load(cfg.embed)
-    src = vault.gallery()
-    rows = vault.face_gallery(face_model.space) if face_model is not None else None
-    limits = fusion.thresholds(src, rows, face_model, embedder, cfg.match)
-    log.info("%s", limits.eye.summary())
-    status = 0
-    for p, image, lm in still_images(paths, cfg):
-        if image is None:
-            status = 2
-            continue
+    who: str | None
+    score: float
+    threshold: float
+    granted: bool
+    masked: bool
+    used: str
+
+
+class Identifier:
+    """The vault of ``state`` with its site calibration, kept across photos (calibrated once)."""
+
+    def __init__(self, cfg: Config, state: Path, embedder: Any = None) -> None:
+        self.cfg = cfg
+        self.vault = Vault.open(state, cfg.vault)
+        self.embedder = embedder if embedder is not None else Embedder(cfg.embed)
+        stale = self.vault.stale_for(self.embedder.space)
+        if stale:
+            raise MaskgateError(stale)
+        self.face_model = fusion.load(cfg.embed)
+        rows = self.vault.face_gallery(self.face_model.space) if self.face_model is not None else None
+        self.limits = fusion.thresholds(self.vault.gallery(), rows, self.face_model, self.embedder, cfg.match)
+        log.info("%s", self.limits.eye.summary())
+
+    def identify(self, lm: Landmarker, image: np.ndarray) -> Identified | None:
+        """The decision for the largest face in ``image`` (a tight crop retried with a border);
+        None when there is no face or its eye region cannot be cut."""
         image, faces = detect_padded(lm, image)
-        r = (fusion.recognise(vault, embedder, face_model, image, faces[0].landmarks, cfg.match, limits)
-             if faces else None)
+        if not faces:
+            return None
+        r = fusion.recognise(self.vault, self.embedder, self.face_model, image, faces[0].landmarks,
+                             self.cfg.match, self.limits)
         if r is None:
-            out.event({"path": str(p), "error": "no face"}, f"{p}: no face")
-            continue
-        match = r.match
-        who = vault.name_of(match.person) if match.person is not None else None
-        out.event({"path": str(p), "masked": r.masked, "who": who, "score": round(match.score, 4),
-                   "threshold": round(r.threshold, 4), "granted": r.granted, "used": r.used},
-                  f"{p}: {'granted' if r.granted else 'denied'} ({r.used}): "
-                  + (f"most like {who} ({match.score:.3f}, threshold {r.threshold:.3f})"
-                     if who is not None else "no one enrolled"))
-    return status
+            return None
+        who = self.vault.name_of(r.match.person) if r.match.person is not None else None
+        return Identified(who, r.match.score, r.threshold, r.granted, r.masked, r.used)

@@ -105,7 +105,7 @@ class Keeper:
     def __init__(self, cfg: Config, state: Path, path: Path | None = None, pin_factory: Any = None) -> None:
         from edge.audit import AuditLog
         from edge.door import open_door
-        from edge.service import audit_door_events
+        from edge.lifecycle import audit_door_events
 
         self.cfg = cfg
         self.state = Path(state)
@@ -281,7 +281,7 @@ def serve(cfg: Config, state: Path, path: Path | None = None) -> int:
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger("edge").setLevel(logging.INFO)  # door events belong in the journal
     privacy.install()  # no frame ever comes here, and no IP socket either
-    from edge.service import Notifier
+    from edge.lifecycle import Notifier
 
     notifier = Notifier()
     keeper = Keeper(cfg, state, path)
@@ -338,6 +338,7 @@ class KeeperDoor:
         self._file: Any = None
         self._lock = threading.Lock()
         self._closed = False
+        self._listeners: list[Any] = []
         self._connect()
 
     def _connect(self) -> None:
@@ -419,9 +420,14 @@ class KeeperDoor:
 
     def on_event(self, callback: Any, every_s: float = 0.5) -> None:
         """Door changes (lock, contact, alarms) as events, for the local event stream. The keeper
-        records them in the audit log itself; here a watcher on a connection of its own asks the
-        keeper's status every ``every_s`` and reports what changed, so the gate's requests never wait
-        on it and nothing in the keeper has to know about readers."""
+        records them in the audit log itself; here one watcher on a connection of its own asks the
+        keeper's status every ``every_s`` and reports what changed to every listener, so the gate's
+        requests never wait on it and nothing in the keeper has to know about readers."""
+        with self._lock:
+            self._listeners.append(callback)
+            if len(self._listeners) > 1:
+                return   # the watcher already running reports to this listener too
+
         def watch() -> None:
             last: dict[str, Any] = {}
             try:
@@ -433,7 +439,8 @@ class KeeperDoor:
                 st = mirror.status()
                 if "locked" in st:
                     for ev in _changes(last, st):
-                        callback(ev)
+                        for listener in list(self._listeners):
+                            listener(ev)
                     last = st
                 time.sleep(every_s)
             mirror._drop()

@@ -16,15 +16,14 @@ import itertools
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from edge.camera import Frame
 from edge.config import Config, LivenessConfig
 from edge.errors import ConfigError
-from edge.vision import geometry
+from edge.vision import geometry, landmarks
 from edge.vision.landmarks import Face
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ NOSE_PARALLAX = 0.004     # nose-tip shift off the brow-nose-bridge line, pupil 
 PLANAR_RESIDUAL = 0.012   # homography residual (pupil distances) a flat sheet stays under
 MAX_GAP_S = 0.3           # longest absence of the face before the track counts as lost
 JUMP_FRAC = 0.5           # centre moving more than this fraction of the face width in one frame
-SECOND_FACE_FRAC = 0.5    # another face this large (area, relative) could take over: abort
+JUMP_SCALE = (0.75, 1.33)  # the face's size changing beyond these factors in one frame
 
 # Stable, textured landmarks a flat print would carry rigidly: brows, eye corners, nose, mouth corners.
 RIGID = (70, 105, 107, 336, 334, 300, 33, 133, 362, 263, 168, 6, 197, 195, 5, 4, 1, 2, 98, 327,
@@ -105,17 +104,17 @@ class Prompter(Protocol):
 
 
 class LogPrompter:
-    """Prompts as log lines (and to an ``out`` object's text, for the CLI)."""
+    """Prompts as log lines (and as lines to ``say``, for a person at the terminal)."""
 
-    def __init__(self, out: Any = None) -> None:
-        self.out = out
+    def __init__(self, say: Callable[[str], None] | None = None) -> None:
+        self.say = say
 
     def show(self, step: str | None) -> None:
         if step is None:
             return
         log.info("prompt: %s", PROMPT_TEXT[step])
-        if self.out is not None:
-            self.out.text(f"challenge: {PROMPT_TEXT[step]}")
+        if self.say is not None:
+            self.say(f"challenge: {PROMPT_TEXT[step]}")
 
     def close(self) -> None:
         pass
@@ -222,7 +221,8 @@ class DoorLedPrompter:
         self.door.indicate("idle")
 
 
-def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None, door: Any = None) -> Prompter:
+def make_prompter(cfg: Config, say: Callable[[str], None] | None = None, pin_factory: Any = None,
+                  door: Any = None) -> Prompter:
     """The prompter the config names (``[liveness] prompt``; the LED is ``[door] led_pin``, shown
     through ``door`` when the gate has one, since the door keeper owns that pin)."""
     if cfg.liveness.prompt == "window":
@@ -233,7 +233,7 @@ def make_prompter(cfg: Config, out: Any = None, pin_factory: Any = None, door: A
         if door is not None:
             return DoorLedPrompter(door)
         return LedPrompter(cfg.door.led_pin, pin_factory=pin_factory)
-    return LogPrompter(out)
+    return LogPrompter(say)
 
 
 # ---- measurements on one face ----
@@ -253,6 +253,19 @@ def nose_offset(landmarks: np.ndarray) -> float:
 def _scale(landmarks: np.ndarray) -> float:
     """Outer eye-corner distance: a face size steadier than the pupils, which jump during blinks."""
     return float(np.linalg.norm(landmarks[geometry.R_EYE_OUTER, :2] - landmarks[geometry.L_EYE_OUTER, :2]))
+
+
+def jumped(prev: Face, face: Face) -> str | None:
+    """Why ``face`` cannot be ``prev`` one frame later (None: it can): its centre moved more than
+    ``JUMP_FRAC`` of the face's width, or its size changed beyond ``JUMP_SCALE``. The one rule for
+    following a person: the challenge (``ChallengeSession``) and enrolment's capture after it."""
+    moved = np.hypot(face.center[0] - prev.center[0], face.center[1] - prev.center[1])
+    if moved > JUMP_FRAC * (prev.box[2] - prev.box[0]):
+        return "face jumped (position)"
+    grow = _scale(face.landmarks) / (_scale(prev.landmarks) + 1e-9)
+    if not JUMP_SCALE[0] < grow < JUMP_SCALE[1]:
+        return "face jumped (size)"
+    return None
 
 
 def face_aspect(landmarks: np.ndarray) -> float:
@@ -316,6 +329,13 @@ class ChallengeSession:
     def step(self) -> str | None:
         return self.steps[self._step] if 0 <= self._step < len(self.steps) else None
 
+    def unanswered(self, last_t: float) -> Verdict:
+        """The verdict on a recording that ended (at ``last_t``) before the session reached one; it
+        is not recorded as the session's own (``maskgate liveness`` on a clip)."""
+        reason = "no face in the recording" if self._first_t is None else "recording ended before the answer"
+        start = self._prompt_t if self._prompt_t is not None else last_t
+        return Verdict(False, self.step, reason, round(last_t - start, 3))
+
     def _finish(self, t: float, passed: bool, reason: str) -> Verdict:
         start = self._prompt_t if self._prompt_t is not None else (self._first_t or t)
         self.verdict = Verdict(passed, None if passed else self.step, reason, round(t - start, 3))
@@ -344,16 +364,11 @@ class ChallengeSession:
         if not faces:
             return None, ("face lost" if t - self._last_seen > MAX_GAP_S else None)
         prev = self._track
-        width = prev.box[2] - prev.box[0]
-        dist = [np.hypot(f.center[0] - prev.center[0], f.center[1] - prev.center[1]) for f in faces]
-        i = int(np.argmin(dist))
-        face = faces[i]
-        if dist[i] > JUMP_FRAC * width:
-            return None, "face jumped (position)"
-        grow = _scale(face.landmarks) / (_scale(prev.landmarks) + 1e-9)
-        if not 0.75 < grow < 1.33:
-            return None, "face jumped (size)"
-        if any(j != i and f.area >= SECOND_FACE_FRAC * face.area for j, f in enumerate(faces)):
+        face = min(faces, key=lambda f: np.hypot(f.center[0] - prev.center[0], f.center[1] - prev.center[1]))
+        broken = jumped(prev, face)
+        if broken is not None:
+            return None, broken
+        if landmarks.second_face(faces, face):   # another face could take over: abort
             return None, "second face"
         return face, None
 
@@ -460,33 +475,3 @@ class ChallengeSession:
             log.info("turn of %.0f deg fits one homography (%.4f)", turned, resid)
             return "flat object (landmarks move as one plane)"
         return True
-
-
-# ---- the CLI ----
-
-def judge_video(video: Path, challenge: str, cfg: Config, out: Any) -> int:
-    """``maskgate liveness``: one challenge on a recording, prompted at its first face (after the
-    0.4 s baseline). Exit 0 passed, 1 not passed, 2 unreadable input."""
-    from edge.camera import frames
-    from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
-
-    source = ReplaySource(video, realtime=False)
-    session = ChallengeSession([challenge], cfg.liveness, LogPrompter(out))
-    verdict = None
-    last_t = 0.0
-    with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                    min_tracking_confidence=cfg.vision.min_tracking_confidence) as lm:
-        for frame in frames(source):
-            last_t = frame.t
-            verdict = session.update(frame, lm.detect(frame.image))
-            if verdict is not None:
-                break
-    if verdict is None:
-        reason = "no face in the recording" if session._first_t is None else "recording ended before the answer"
-        start = session._prompt_t if session._prompt_t is not None else last_t
-        verdict = Verdict(False, session.step, reason, round(last_t - start, 3))
-    out.event({"passed": verdict.passed, "elapsed_s": verdict.elapsed_s, "reason": verdict.reason},
-              f"{'PASSED' if verdict.passed else 'NOT PASSED'} {challenge} in {verdict.elapsed_s:.2f} s: "
-              f"{verdict.reason}")
-    return 0 if verdict.passed else 1

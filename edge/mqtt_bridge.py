@@ -29,7 +29,7 @@ import signal
 import ssl
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edge import __version__
 from edge.errors import ConfigError, MaskgateError
@@ -174,8 +174,9 @@ class Bridge:
         return c
 
 
-def run(cfg: Any, out: Any, stop: threading.Event | None = None) -> int:
-    """``maskgate mqtt``: until SIGTERM, every event stream line to the broker; 0 on a clean stop."""
+def run(cfg: Any, say: Callable[[str], None], stop: threading.Event | None = None) -> int:
+    """``maskgate mqtt``: until SIGTERM, every event stream line to the broker; 0 on a clean stop.
+    ``say`` hears the one line naming the socket, the broker and the login (the command prints it)."""
     from edge.events import follow, gate_name
 
     m = cfg.mqtt
@@ -195,8 +196,8 @@ def run(cfg: Any, out: Any, stop: threading.Event | None = None) -> int:
     try:
         client.connect_async(m.host, port, keepalive=m.keepalive_s)
         client.loop_start()
-        out.text(f"bridging {cfg.events.socket} to {m.host}:{port} as {bridge.base} "
-                 f"({'TLS' if m.tls else 'no TLS'}, {'login ' + credentials[0] if credentials else 'no login'})")
+        say(f"bridging {cfg.events.socket} to {m.host}:{port} as {bridge.base} "
+            f"({'TLS' if m.tls else 'no TLS'}, {'login ' + credentials[0] if credentials else 'no login'})")
         for line in follow(cfg.events.socket, stop=stop, wait_first=True):
             for topic, payload, retain in bridge.messages(line):
                 client.publish(topic, payload, qos=1, retain=retain)

@@ -33,7 +33,7 @@ from typing import Any
 
 from edge.errors import VaultError
 from edge.files import exclusive
-from edge.vault import (Person, Vault, _read, atomic_write, decode_records, encode_records, read_signing_key,
+from edge.vault import (Person, Vault, _read, atomic_write, decode_records, encode_records,
                         seal_signed, sealed_target)
 
 log = logging.getLogger(__name__)
@@ -275,47 +275,3 @@ def change_dict(change: Change) -> dict[str, Any]:
 
     return {"station": change.station, "version": change.version, "added": ids(change.added),
             "changed": ids(change.changed), "removed": ids(change.removed), "unchanged": change.unchanged}
-
-
-def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
-    """``maskgate roster export|import|status``."""
-    from edge.audit import record
-
-    def audit(event: str, **fields: Any) -> None:
-        record(state, cfg.audit, event, **fields)
-
-    vault = Vault.open(state, cfg.vault)
-    if args.action == "export":
-        data, roster = export(vault, state, args.to, read_signing_key(Path(args.sign_key)))
-        out_path = Path(args.out)
-        if out_path.is_dir():
-            out_path = out_path / f"{args.to.strip().lower()[:16]}-{roster.station}-v{roster.version}{SUFFIX}"
-        try:
-            atomic_write(out_path, data, 0o600)
-        except OSError as e:
-            raise RosterError(f"{out_path}: cannot write the roster: {e.strerror} (version "
-                              f"{roster.version} is spent; the next export takes the next one)") from None
-        audit("roster.export", station=roster.station, version=roster.version, to=args.to.strip()[:16],
-              people=len(roster.records))
-        out.event({"roster": str(out_path), "station": roster.station, "version": roster.version,
-                   "people": [{"id": r.person.id, "name": r.person.name} for r in roster.records]},
-                  f"wrote {out_path}: roster v{roster.version} of station {roster.station}, "
-                  f"{len(roster.records)} people, sealed to {args.to.strip()[:16]}...")
-        return 0
-    if args.action == "import":
-        from edge.embed import installed_space
-
-        change = import_file(Path(args.roster), vault, state, cfg, audit, installed_space(cfg.embed.model))
-        out.event(change_dict(change), describe(change))
-        return 0
-    if args.action == "status":
-        info = station_info(state)
-        out.event({"station": info["id"], "issued": info["version"]},
-                  f"this station: {info['id'] or '(no roster exported yet)'}, last roster issued: v{info['version']}")
-        rows = status(vault, state)
-        for row in rows:
-            out.event(row, f"from station {row['station']}: v{row['version']}, {row['people']} people here")
-        if not rows:
-            out.text("no rosters imported here")
-        return 0
-    raise RosterError(f"unknown roster action {args.action!r}")

@@ -1,8 +1,7 @@
 """The daemon behind ``maskgate run``: one loop from camera to door, under systemd.
 
-systemd integration is the plain sd_notify datagram protocol, spoken directly over the AF_UNIX
-socket named by ``$NOTIFY_SOCKET`` (``@name`` is the abstract namespace): ``READY=1`` once the door
-and the models are up, ``STATUS=`` on every change of state, ``WATCHDOG=1`` every
+systemd integration (``edge.lifecycle``) is the plain sd_notify datagram protocol: ``READY=1``
+once the door and the models are up, ``STATUS=`` on every change of state, ``WATCHDOG=1`` every
 ``WATCHDOG_USEC / 2`` and ``STOPPING=1`` on the way out. The watchdog pings come from the loop
 itself, never from a helper thread, so a loop stuck in a camera read or an inference gets the
 service killed and restarted by systemd (``WatchdogSec=``) instead of a gate that looks alive.
@@ -18,9 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -29,102 +25,11 @@ from typing import Any, Callable
 from edge import __version__
 from edge.audit import AuditLog
 from edge.config import Config
-from edge.door import Door, open_door
+from edge.door import Door
 from edge.errors import CameraError, MaskgateError
+from edge.lifecycle import Notifier, install_signal_handlers, restore_signal_handlers
 
 log = logging.getLogger(__name__)
-
-
-class Notifier:
-    """sd_notify over ``$NOTIFY_SOCKET``; every call is a silent no-op when not run by systemd."""
-
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        env = dict(os.environ if env is None else env)
-        self.address: str | None = env.get("NOTIFY_SOCKET") or None
-        self.interval: float | None = None
-        self._last_ping = 0.0
-        self._sock: socket.socket | None = None
-        usec, pid = env.get("WATCHDOG_USEC"), env.get("WATCHDOG_PID")
-        if usec and (not pid or pid == str(os.getpid())):
-            try:
-                self.interval = int(usec) / 2e6 if int(usec) > 0 else None
-            except ValueError:
-                log.warning("ignoring WATCHDOG_USEC=%r (not a number of microseconds)", usec)
-        if self.address:
-            if self.address[0] not in "/@":
-                log.warning("ignoring NOTIFY_SOCKET=%r (neither a path nor an @abstract name)", self.address)
-                self.address = None
-            else:
-                self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-
-    def send(self, *fields: str) -> bool:
-        """Send ``KEY=value`` lines as one datagram; False when there is no socket or it failed."""
-        if self._sock is None or self.address is None:
-            return False
-        addr = "\0" + self.address[1:] if self.address.startswith("@") else self.address
-        try:
-            self._sock.sendto("\n".join(fields).encode(), addr)
-            return True
-        except OSError as e:  # systemd gone or the socket full: never a reason to stop the gate
-            log.debug("sd_notify %s failed: %s", fields, e)
-            return False
-
-    def ready(self, status: str) -> None:
-        self.send("READY=1", f"STATUS={status}", f"MAINPID={os.getpid()}")
-        self._last_ping = time.monotonic()
-
-    def status(self, text: str) -> None:
-        log.info("status: %s", text)
-        self.send(f"STATUS={text}")
-
-    def stopping(self, status: str = "stopping") -> None:
-        self.send("STOPPING=1", f"STATUS={status}")
-
-    def watchdog(self, force: bool = False) -> None:
-        """Ping when half the watchdog period has passed (call it every loop turn; it is cheap)."""
-        if self.interval is None:
-            return
-        now = time.monotonic()
-        if force or now >= self._last_ping + self.interval - 0.005:  # a timed wait may wake a hair early
-            self._last_ping = now
-            self.send("WATCHDOG=1")
-
-    def due_in(self) -> float:
-        """Seconds until the next ping is due (``inf`` without a watchdog)."""
-        if self.interval is None:
-            return float("inf")
-        return max(0.0, self._last_ping + self.interval - time.monotonic())
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-
-def install_signal_handlers(stop: threading.Event, door: Door | None = None) -> dict[int, Any]:
-    """SIGTERM / SIGINT: relay off at once, then ask the loop to stop. Returns the old handlers."""
-    def handler(signum: int, _frame: Any) -> None:
-        if door is not None:
-            door.lock("signal")
-        if not stop.is_set():
-            log.info("%s: shutting down", signal.Signals(signum).name)
-        stop.set()
-
-    return {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-
-
-def restore_signal_handlers(previous: dict[int, Any]) -> None:
-    for s, h in previous.items():
-        signal.signal(s, h)
-
-
-def audit_door_events(door: Door, audit: AuditLog) -> None:
-    """Record every door event (unlock, lock, contact, inputs, alarms) in the audit log."""
-    def record(event: dict[str, Any]) -> None:
-        audit.append(event["event"], **{k: v for k, v in event.items() if k not in ("event", "t")})
-        log.info("%s", json.dumps(event))
-
-    door.on_event(record)
 
 
 def _install_privacy() -> None:
@@ -271,10 +176,9 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
         door = keeper.connect(cfg, state, config_path)
         install_signal_handlers(stop, door)  # now the handler can drive the relay off first
         stream = _event_stream(cfg, door)  # door changes: the keeper's, watched through its status
-        from edge.vision.landmarks import Landmarker
+        from edge.vision import landmarks
 
-        with Landmarker(cfg.vision.max_faces, min_detection_confidence=cfg.vision.min_detection_confidence,
-                        min_tracking_confidence=cfg.vision.min_tracking_confidence) as landmarker:
+        with landmarks.for_video(cfg.vision) as landmarker:
             gate = _make_gate(cfg, state, door, audit, lambda ev: _log_and_publish(ev, stream))
             reader = _open_claim_reader(cfg, gate, audit)
             notifier.ready("door locked; opening the camera" if gate is not None

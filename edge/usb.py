@@ -31,7 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge.audit import record
 from edge.errors import MaskgateError, VaultError
+from edge.files import atomic_write
+from edge.vault import Vault
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,7 @@ class Outcome:
     skipped: list[dict] = field(default_factory=list)
     report: str | None = None
     request: str = "none"
+    led: str | None = None   # what the door keeper played for it (signal_done), None without a keeper
 
 
 # ---------------------------------------------------------------- the signed request
@@ -158,9 +162,7 @@ class _Collect:
         pass
 
 
-def _write(path: Path, data: bytes) -> None:
-    from edge.vault import atomic_write
-
+def write_to_stick(path: Path, data: bytes) -> None:
     try:
         atomic_write(path, data, 0o644)
     except OSError as e:
@@ -169,30 +171,29 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -> Path:
-    from edge import audit_query, diag
+    from edge import audit_query
     from edge.audit import LOG_NAME
+    from edge.commands import diag
 
     dest = folder / OUT / vault.public_key()[:16]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsbError(f"{dest}: cannot write to the stick: {e.strerror}") from None
-    _write(dest / "pubkey.txt", f"{vault.public_key()}\n".encode())
+    write_to_stick(dest / "pubkey.txt", f"{vault.public_key()}\n".encode())
     collect = _Collect()
     diag.run_checks(list(DIAG_CHECKS), cfg, state, collect)
-    _write(dest / "diag.jsonl", "".join(line + "\n" for line in collect.lines).encode())
+    write_to_stick(dest / "diag.jsonl", "".join(line + "\n" for line in collect.lines).encode())
     rows = audit_query.select(state / LOG_NAME, audit_query.Query())
-    _write(dest / "audit.jsonl", audit_query.to_jsonl(rows))
-    _write(dest / "audit.csv", audit_query.to_csv(rows))
+    write_to_stick(dest / "audit.jsonl", audit_query.to_jsonl(rows))
+    write_to_stick(dest / "audit.csv", audit_query.to_csv(rows))
     return dest
 
 
-def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
-    """``maskgate usb DIR``: rosters in, and with a signed request the report out. 1 when anything
-    on the stick was refused."""
-    from edge.audit import record
-    from edge.embed import installed_space
-    from edge.vault import Vault
+def process(stick: Path, cfg: Any, state: Path) -> Outcome:
+    """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
+    refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
+    from edge.embed import installed_space  # here: edge.embed brings OpenCV, which --check-request need not load
 
     folder = Path(stick) / FOLDER
     if not folder.is_dir():
@@ -220,26 +221,13 @@ def process(stick: Path, cfg: Any, state: Path, out: Any) -> int:
               "skipped": outcome.skipped, "request": outcome.request, "report": outcome.report,
               "done": True}
     if outcome.report:
-        _write(Path(outcome.report) / "result.json", json.dumps(result, indent=1).encode() + b"\n")
+        write_to_stick(Path(outcome.report) / "result.json", json.dumps(result, indent=1).encode() + b"\n")
         os.sync()  # the stick may be pulled as soon as the gate says done
-    for item in outcome.imported:
-        out.event({"usb": "roster", **item},
-                  f"roster {item['file']}: v{item['version']} of station {item['station']}: "
-                  f"{len(item['added'])} added, {len(item['changed'])} changed, {len(item['removed'])} removed")
-    for item in outcome.refused:
-        out.event({"usb": "refused", **item}, f"refused {item['file']}: {item['reason']}")
-    for item in outcome.skipped:
-        out.event({"usb": "skipped", **item}, f"skipped {item['file']}: {item['reason']}")
     status = "done" if not outcome.refused else "done, with refusals"
-    shown = signal_done(cfg, state, refused=bool(outcome.refused))
-    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused),
-               "led": shown},
-              f"{status}: {len(outcome.imported)} roster(s) imported; report request: {outcome.request}"
-              + (f"; report written to {outcome.report}" if outcome.report else "")
-              + (f"; the door LED shows {shown}" if shown else "; no door keeper, so nothing on the LED"))
+    outcome.led = signal_done(cfg, state, refused=bool(outcome.refused))
     log.info("usb stick %s: %s", stick, status)
     audit("usb.done", imported=len(outcome.imported), refused=len(outcome.refused), request=outcome.request[:200])
-    return 1 if outcome.refused else 0
+    return outcome
 
 
 def signal_done(cfg: Any, state: Path, refused: bool) -> str | None:
@@ -267,36 +255,8 @@ def signal_done(cfg: Any, state: Path, refused: bool) -> str | None:
 
 def has_valid_request(stick: Path, cfg: Any, state: Path) -> bool:
     """For the unit's script: whether to remount the stick read-write (exit 0) or keep it read-only."""
-    from edge.vault import Vault
-
     req = Path(stick) / FOLDER / REQUEST
     if not req.is_file():
         return False
     vault = Vault.open(state, cfg.vault)
     return not check_request(req.read_bytes()[:MAX_REQUEST], cfg.vault.trusted_keys, vault.public_key())
-
-
-def usb_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
-    """``maskgate usb DIR`` (gate), ``--check-request`` (the unit's script), ``--request`` (station)."""
-    stick = Path(args.dir)
-    if args.request:
-        from edge.vault import read_signing_key
-
-        if not args.sign_key:
-            raise UsbError("--request needs --sign-key FILE (the installer key the gates trust)")
-        if not stick.is_dir():
-            raise UsbError(f"{stick}: no such folder (is the stick mounted there?)")
-        folder = stick / FOLDER
-        try:
-            folder.mkdir(exist_ok=True)
-        except OSError as e:
-            raise UsbError(f"{folder}: cannot write to the stick: {e.strerror}") from None
-        data = make_request(read_signing_key(Path(args.sign_key)), args.gate or "*", args.days)
-        _write(folder / REQUEST, data)
-        out.event({"request": str(folder / REQUEST), "gate": args.gate or "*", "days": args.days},
-                  f"wrote {folder / REQUEST}: any gate that trusts this key writes its report onto the stick "
-                  f"(valid {args.days:g} days)")
-        return 0
-    if args.check_request:
-        return 0 if has_valid_request(stick, cfg, state) else 1
-    return process(stick, cfg, state, out)

@@ -121,6 +121,14 @@ stamp "maskgate installed in rootfs"
 if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
 fi
+# The spoken prompts (sound.spoken), rendered on the host (espeak-ng under emulation is slow and would
+# be one more package in the image) into the image's $MASKGATE_MODELS/sounds; tones need nothing.
+rm -rf "$root/opt/maskgate/models/sounds"
+if command -v espeak-ng >/dev/null && PYTHONPATH="$repo" "$pyhost" -m edge.sound render "$root/opt/maskgate/models/sounds"; then
+  stamp "spoken prompts rendered"
+else
+  echo "build-image.sh: spoken prompts not rendered (apt-get install espeak-ng on the host); the gate plays tones only" >&2
+fi
 install -m 755 "$repo/scripts/firstboot" "$root/usr/local/sbin/maskgate-firstboot"
 install -m 755 "$repo/scripts/maskgate-admin" "$root/usr/local/bin/maskgate"   # runs as the service user
 # administration by USB stick (the image's only way in): udev rule -> maskgate-usb@DEVICE.service

@@ -42,9 +42,9 @@ def read_rgb(path: Path) -> np.ndarray | None:
 
 def _init() -> None:
     global _lm
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
-    _lm = Landmarker(max_faces=3, static=True)
+    _lm = landmarks.for_images(max_faces=3)
 
 
 def _one(path: str) -> np.ndarray | None:

@@ -44,6 +44,7 @@ from edge.enroll import judge_face  # noqa: E402
 from edge.gate import AGREEMENT_MIN, Gate  # noqa: E402
 from edge.match import gate_threshold  # noqa: E402
 from edge.vault import Vault  # noqa: E402
+from edge.vision import landmarks  # noqa: E402
 from edge.vision.landmarks import Landmarker  # noqa: E402
 
 if sys.version_info >= (3, 11):
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config()
     embedder = Embedder(cfg.embed)
     rows, lm_ms = [], []
-    with tempfile.TemporaryDirectory(prefix="maskgate-eval-") as tmp, Landmarker(cfg.vision.max_faces) as lm:
+    with tempfile.TemporaryDirectory(prefix="maskgate-eval-") as tmp, landmarks.for_video(cfg.vision) as lm:
         vault = Vault.open(Path(tmp), cfg.vault)
         cache = {}
         for name in sorted(acts):

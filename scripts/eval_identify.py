@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Open-set figures of the gate's recogniser through its real commands: enrol N people from their bare
-photos with `maskgate enroll` (the same ``enroll_cli``), then `maskgate identify` (the same
+photos with `maskgate enroll` (the same ``edge.enroll.enroll``), then `maskgate identify` (the same
 ``identify_images``) every photo of the people not enrolled (strangers) and the enrolled people's
 other photos (right person).
 
@@ -68,9 +68,9 @@ def photos_by_person(root: Path) -> dict[str, tuple[list[Path], list[Path]]]:
 def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> dict:
     """Enrol up to ``n`` of ``people`` (in order) in a fresh vault, identify everyone's photos."""
     from edge.calibration import calibrate
-    from edge.enroll import enroll_cli
+    from edge.enroll import enroll
     from edge.errors import MaskgateError
-    from edge.identify import identify_images
+    from edge.commands.identify import identify_images
     from edge.vault import Vault
 
     with tempfile.TemporaryDirectory(prefix="eval-identify-") as tmp:
@@ -83,7 +83,7 @@ def site(people: list[str], photos: dict, n: int, cfg: Any, embedder: Any) -> di
             n_held = max(1, len(bare) // 3) if len(bare) >= 3 else 0
             keep = bare[:len(bare) - n_held]
             try:
-                enroll_cli(who, [str(p) for p in keep], "evaluation", cfg, state, _Collect(), embedder=embedder)
+                enroll(who, [str(p) for p in keep], "evaluation", cfg, state, embedder=embedder)
             except MaskgateError:
                 refused.append(who)
                 continue

@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 from edge.camera import Frame  # noqa: E402
 from edge.config import LivenessConfig  # noqa: E402
 from edge.liveness import ChallengeSession, STEPS, sequences  # noqa: E402
-from edge.vision.landmarks import Face, Landmarker  # noqa: E402
+from edge.vision import landmarks  # noqa: E402
+from edge.vision.landmarks import Face  # noqa: E402
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -67,7 +68,7 @@ SIZE = 480          # attack frames are SIZE x SIZE
 
 def detect_all(images: list[np.ndarray]) -> list[list[Face]]:
     """Faces in every frame, with the mesh tracking as on a live camera."""
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [lm.detect(im) for im in images]
 
 

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"enrolable from their bare photos (two or more good frames): {e['people']} of {e['of']} people "
           f"({e['good_photos']} of {e['photos']} bare photos good; refused: {e['refused']})")
     if report["open_set"]:
-        print("open set (enrolled from bare photos through enroll_cli; strangers = everyone else; identify_images):")
+        print("open set (enrolled from bare photos through edge.enroll.enroll; strangers = everyone else; identify_images):")
         print(f"  {'N':>3}  {'threshold':>9}  {'strangers masked':>17}  {'strangers bare':>15}  "
               f"{'right masked':>13}  {'right bare':>11}")
         for f in report["open_set"]:
@@ -180,13 +180,6 @@ def enrolable(root: Path, config: str | None) -> dict:
     from edge.embed import Embedder
     from edge.enroll import MIN_TEMPLATES, collect
 
-    class Quiet:
-        json = True
-
-        def event(self, *a) -> None: ...
-
-        def text(self, *a) -> None: ...
-
     cfg = load(config)
     embedder = Embedder(cfg.embed)
     people = good = photos = 0
@@ -197,7 +190,7 @@ def enrolable(root: Path, config: str | None) -> dict:
                 if f.suffix.lower() in IMAGE_SUFFIXES and "mask" not in f.stem.lower()]
         if not bare:
             continue
-        cands, reports = collect(bare, cfg, embedder, Quiet())
+        cands, reports = collect(bare, cfg, embedder)
         people += len(cands) >= MIN_TEMPLATES
         good += len(cands)
         photos += len(bare)

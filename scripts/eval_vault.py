@@ -50,14 +50,14 @@ def real_embeddings(data: Path, limit: int) -> tuple[np.ndarray, np.ndarray, flo
         from edge.camera.replay import read_image
         from edge.config import EmbedConfig
         from edge.embed import Embedder
-        from edge.vision.landmarks import Landmarker
+        from edge.vision import landmarks
     except ImportError as e:
         print(f"# no real embedder ({e})")
         return None
     emb = Embedder(EmbedConfig())
     vecs, labels = [], []
     people = sorted(p for p in data.iterdir() if p.is_dir())[:limit]
-    with Landmarker(1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         for i, person in enumerate(people):
             for img_path in sorted(person.glob("*.jpg")):
                 img = read_image(img_path)

@@ -42,14 +42,14 @@ def main() -> int:
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from edge.embed import find_face
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
     rel = list_images(a.data)
     log.info("%d images", len(rel))
     lms = np.zeros((len(rel), 478, 3), np.float32)
     ok = np.zeros(len(rel), bool)
     pads = np.zeros(len(rel), np.int32)
-    with Landmarker(max_faces=3, static=True) as lm:
+    with landmarks.for_images(max_faces=3) as lm:
         for i, r in enumerate(rel):
             img = D.read_rgb(a.data / r)
             padded, face = find_face(lm, img, centre=True)

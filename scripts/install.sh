@@ -43,7 +43,8 @@ fi
 say "platform: $platform"
 
 # ---- OS packages
-apt=(python3 python3-venv fonts-wqy-microhei alsa-utils)   # the screen's Chinese font; aplay
+# the screen's Chinese font; aplay; espeak-ng renders the spoken prompts once, below (the gate never runs it)
+apt=(python3 python3-venv fonts-wqy-microhei alsa-utils espeak-ng)
 # python-evdev (claim mode's USB card readers) is built from source: a compiler, Python's and the kernel's headers
 apt+=(gcc python3-dev linux-libc-dev)
 [ "$platform" = pi ] && apt+=(python3-picamera2 python3-libcamera python3-lgpio)
@@ -71,6 +72,10 @@ if [ -d "$repo/models" ]; then
   run rm -rf "$prefix/models"
   run mv "$prefix/models.new" "$prefix/models"
 fi
+# The spoken prompts (sound.spoken), every language, as WAVs where the gate reads them
+# ($MASKGATE_MODELS/sounds); without them the gate still plays its tones.
+run "$prefix/venv/bin/python" -m edge.sound render "$prefix/models/sounds" ||
+  say "spoken prompts not rendered (espeak-ng failed); the gate plays tones only"
 
 # ---- the `maskgate` command on PATH (runs as the service user) and first-boot provisioning
 run install -m 755 "$repo/scripts/maskgate-admin" /usr/local/bin/maskgate

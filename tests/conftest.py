@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -14,6 +15,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def need(tool: str, package: str) -> str:
+    """The path of an OS tool a test runs for real. Missing, it skips the test only where .ci/run could
+    not have installed it (not root, or no apt-get); where it could, a missing tool fails the test, so
+    CI never passes by skipping silently."""
+    path = shutil.which(tool)
+    if path:
+        return path
+    msg = f"{tool} is missing (apt-get install {package}; .ci/run installs it)"
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 @dataclass

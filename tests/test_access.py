@@ -301,9 +301,9 @@ def test_replay_at_judges_the_daytime_group(daytime_state: tuple[Path, Path], wh
 
 @pytest.fixture(scope="module")
 def demo_footage() -> list:
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
 
-    with Landmarker(max_faces=2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [(f, lm.detect(f.image)) for f in frames(ReplaySource(demo_clip()))]
 
 

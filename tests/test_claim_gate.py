@@ -27,7 +27,7 @@ from edge.config import Config, replace
 from edge.door import open_door
 from edge.gate import Gate, build
 from edge.vault import Vault
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 
 ENROLL = Path(demo_clip()).parent / "enroll"
 DEMO_CARD, OTHER_CARD, PIN = "1001", "2002", "2468"
@@ -35,7 +35,7 @@ CLAIM = replace(Config(), "match", mode="claim")
 
 
 def footage(path: Path) -> list:
-    with Landmarker(max_faces=2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [(f, lm.detect(f.image)) for f in frames(ReplaySource(path))]
 
 
@@ -272,3 +272,58 @@ def test_usb_reader_key_events_present_the_card(state: Path, demo_footage: list)
     d = first(ev)
     assert not d["granted"] and d["reason"] == "face does not match the card's holder"
     assert d["claim"] == "card 2002" and ev.of("claim")[0]["source"] == "keyboard"
+
+
+# ---------------------------------------------------------------- what the resident sees in claim mode
+
+class Screens:
+    """A display that keeps every image it is shown (drawn by the real renderer, from the gate's events)."""
+
+    size = (320, 192)
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def show(self, rgb: np.ndarray) -> None:
+        self.seen.append(rgb.tobytes())
+
+    def close(self) -> None:
+        pass
+
+
+def test_claim_mode_screens_ask_for_the_card_and_say_what_went_wrong(state: Path, demo_footage: list,
+                                                                     d18_footage: list) -> None:
+    """The gate's own claim and decision events drive the screen: "present your card" before one is
+    read, "card read" after, and the claim-mode denials in plain words, in the configured language."""
+    from edge.display.follow import attach
+    from edge.display.i18n import translator
+    from edge.display.messages import Screen
+    from edge.display.render import Renderer
+
+    cfg = replace(replace(CLAIM, "sound", enabled=False), "display", language="zh_CN")
+    draw = Renderer(Screens.size, "zh_CN", translator("zh_CN"))
+
+    def seen(clip: list, claim=None) -> list[bytes]:
+        disp = Screens()
+        nobody = (Frame(np.zeros_like(clip[0][0].image), clip[0][0].t, 0), [])   # before the person arrives
+        run(state, [nobody, *clip], cfg=cfg, claim=claim, gate_hook=lambda g: attach(g, cfg, display=disp))
+        return disp.seen
+
+    def at(shown: list[bytes], screen: Screen) -> int:
+        img = draw.render(screen).tobytes()
+        assert img in shown, screen
+        return shown.index(img)
+
+    shown = seen(demo_footage)
+    assert at(shown, Screen("claim")) < at(shown, Screen("checking")) < at(shown, Screen("denied", reason="claim_needed"))
+    assert draw.render(Screen("claim_read", reason="card")).tobytes() not in shown
+    shown = seen(demo_footage, claims.card("9999"))
+    assert at(shown, Screen("claim_read", reason="card")) < at(shown, Screen("denied", reason="card_unknown"))
+    assert draw.render(Screen("claim")).tobytes() not in shown[:at(shown, Screen("denied", reason="card_unknown"))]
+    shown = seen(d18_footage, claims.card(DEMO_CARD))
+    assert at(shown, Screen("claim_read", reason="card")) < at(shown, Screen("denied", reason="card_mismatch"))
+    shown = seen(demo_footage, claims.pin("1357", Vault.open(state)))
+    assert at(shown, Screen("claim_read", reason="pin")) < at(shown, Screen("denied", reason="pin_wrong"))
+    assert draw.render(Screen("welcome")).tobytes() not in shown
+    shown = seen(demo_footage, claims.card(DEMO_CARD))
+    assert at(shown, Screen("claim_read", reason="card")) < at(shown, Screen("welcome"))

@@ -1,7 +1,7 @@
 """``maskgate diag`` and ``maskgate preview`` on this machine: no camera, mock pins, real files.
 
 Every check runs for real; the board/clock checks also run against small fake /proc and /sys trees
-(``diag.SYS``) to reach the statuses this machine cannot show (a hot Pi, an RTC).
+(``diag.base.SYS``) to reach the statuses this machine cannot show (a hot Pi, an RTC).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pytest
 
 from edge import config, diag
 from edge.cli import Output
+from edge.commands import diag as diag_cmd
 from edge.embed import load_spec
 from tests.conftest import FIXTURES, ROOT, maskgate
 
@@ -111,7 +112,7 @@ def test_a_crashing_check_fails_alone(state: Path, monkeypatch: pytest.MonkeyPat
         raise ZeroDivisionError("boom")
 
     monkeypatch.setitem(diag.CHECKS, "clock", broken)
-    rc = diag.run_checks(["clock", "disk"], config.Config(), state, Output(True))
+    rc = diag_cmd.run_checks(["clock", "disk"], config.Config(), state, Output(True))
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert rc == 1
     assert lines[0]["status"] == "fail" and "internal error: ZeroDivisionError: boom" in lines[0]["detail"]
@@ -312,6 +313,68 @@ def test_expired_records_are_a_backlog(state: Path) -> None:
     assert f.status == "warn" and "1 past expiry" in f.detail and "templates purge" in f.hint
 
 
+
+def _site_with_faces(state: Path, people: int, faces: bool) -> None:
+    """``people`` people of 3 templates each, clustered (separable); with ``faces``, a whole-face
+    embedding beside each template, by the installed face model's embedder."""
+    from edge.fusion import FaceModel
+    from edge.vault import Vault
+
+    rng = np.random.default_rng(7)
+    face_space = FaceModel(config.Config().embed).space
+    v = Vault.open(state)
+    for i in range(people):
+        eye_c, face_c = rng.standard_normal(128), rng.standard_normal(128)
+        eyes = [eye_c + 0.6 * rng.standard_normal(128) for _ in range(3)]
+        chips = [face_c + 0.15 * rng.standard_normal(128) for _ in range(3)]
+        v.add(f"P{i:02d}", [e / np.linalg.norm(e) for e in eyes], consent="form 12", space=SPACE,
+              faces=[c / np.linalg.norm(c) for c in chips] if faces else None,
+              face_space=face_space if faces else "")
+
+
+def test_vault_reports_the_fused_estimate_the_gate_decides_bare_faces_with(state: Path) -> None:
+    """With the whole-face model and face templates the gate judges a bare face on the fused score
+    (edge.fusion.thresholds); diag vault reports that estimate too, and its JSON line keeps its keys."""
+    from edge import fusion
+    from edge.calibration import calibrate
+    from edge.vault import Vault
+
+    _site_with_faces(state, 12, faces=True)
+    r = diag.run_one("vault", ctx_for(state))
+    assert r.status == "ok", r
+    v = Vault.open(state)
+    model = fusion.FaceModel(config.Config().embed)
+    ids, rows = v.gallery()
+    limits = fusion.thresholds((ids, rows), v.face_gallery(model.space), model, load_spec(), config.Config().match)
+    assert limits.fused is not None
+    line = r.as_dict()
+    assert list(line)[:3] == ["check", "status", "detail"] and line["check"] == "vault"
+    eye, fused = line["calibration"]["eye"], line["calibration"]["fused"]
+    assert eye["threshold"] == pytest.approx(calibrate(ids, rows, load_spec(), config.Config().match).threshold, abs=1e-4)
+    assert fused["threshold"] == pytest.approx(limits.fused_threshold, abs=1e-4)
+    assert fused["threshold"] != pytest.approx(eye["threshold"], abs=1e-3)   # a different rule, not the eye's again
+    assert fused["people"] == 12 and fused["estimated"] and 0.0 <= fused["strangers"] <= 1.0
+    assert f"lower face visible (face+eye): {limits.fused.summary()}" in r.detail
+    assert f"fused threshold {limits.fused_threshold:.3f}" in r.detail
+    assert r.detail.index("decision threshold") < r.detail.index("fused threshold")
+    json.dumps(line)   # plain JSON types
+
+
+def test_vault_without_face_templates_reports_the_eye_estimate_alone(state: Path) -> None:
+    _site_with_faces(state, 4, faces=False)
+    line = diag.run_one("vault", ctx_for(state)).as_dict()
+    assert line["calibration"]["fused"] is None and line["calibration"]["eye"]["people"] == 4
+    assert "face+eye" not in line["detail"] and "strangers admitted about" in line["detail"]
+
+
+def test_vault_json_line_through_the_command(state: Path) -> None:
+    _site_with_faces(state, 3, faces=True)
+    r = maskgate("diag", "vault", "--json", "--state", state, env={"MASKGATE_DEVICE_ID": "diag-test-board"})
+    (line,) = r.json_lines()
+    assert {"check", "status", "detail", "calibration"} <= set(line) and line["check"] == "vault", r.stderr
+    assert set(line["calibration"]) == {"eye", "fused"} and line["calibration"]["fused"]["people"] == 3
+
+
 # ---- audit ----
 
 def test_audit_chain_ok_then_tampered(state: Path) -> None:
@@ -408,7 +471,7 @@ def fake_root(tmp_path: Path, model: str | None = None, temp_mc: int | None = No
     (None, None, "warn", "no /sys/class/thermal"),
 ])
 def test_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, temp, status, words) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, model, temp))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, model, temp))
     f = diag.check_board(ctx_for(tmp_path))
     assert f.status == status
     assert words in f.detail + f.hint
@@ -417,14 +480,14 @@ def test_board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model, temp, sta
 
 
 def test_pi_without_vcgencmd_says_how_to_read_throttling(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", 50000))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, "Raspberry Pi 5 Model B Rev 1.0", 50000))
     monkeypatch.setenv("PATH", str(tmp_path))  # no vcgencmd on this PATH
     f = diag.check_board(ctx_for(tmp_path))
     assert f.status == "warn" and "vcgencmd missing" in f.detail and "libraspberrypi-bin" in f.hint
 
 
 def test_pi_throttling_from_vcgencmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4", 60000))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, "Raspberry Pi 4 Model B Rev 1.4", 60000))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     tool = bin_dir / "vcgencmd"  # the firmware tool's real output format, from a script
@@ -442,9 +505,9 @@ def test_throttle_flags() -> None:
 
 
 def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path, rtc=True))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path, rtc=True))
     assert diag.check_clock(ctx_for(tmp_path)).status == "ok"
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path / "b"))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path / "b"))
     monkeypatch.setenv("PATH", str(tmp_path))  # no timedatectl: no time source either
     f = diag.check_clock(ctx_for(tmp_path))
     assert f.status == "fail" and "no real-time clock and no time source" in f.detail
@@ -456,7 +519,7 @@ def test_clock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_service_without_systemd_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(diag, "SYS", fake_root(tmp_path))
+    monkeypatch.setattr(diag.base, "SYS", fake_root(tmp_path))
     f = diag.check_service(ctx_for(tmp_path))
     assert f.status == "warn" and "systemd is not running" in f.detail
 

@@ -24,7 +24,8 @@ needs_cjk = pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt install fo
 
 
 def every_screen(name: str | None = "李明") -> list[Screen]:
-    out = [Screen(k) for k in M.KINDS if k not in ("challenge", "denied", "welcome", "lockout")]
+    out = [Screen(k) for k in M.KINDS if k not in ("challenge", "denied", "welcome", "lockout", "claim_read")]
+    out += [Screen("claim_read", reason=r) for r in M.CLAIM_READ]
     out += [Screen("challenge", step=s, n=1, total=2, seconds=4) for s in M.STEP_TEXT]
     out += [Screen("denied", reason=r) for r in M.DENIED]
     out += [Screen("welcome"), Screen("welcome", name=name), Screen("lockout", seconds=75),
@@ -98,6 +99,43 @@ def test_every_screen_renders_distinctly_in_both_languages(lang: str) -> None:
     assert len(set(flat)) == len(flat)                   # no two screens look alike
 
 
+def test_demo_tour_holds_every_screen() -> None:
+    """maskgate demo --display and the screenshots show every kind, step, denial and claim read."""
+    from edge.display.demo import TOUR
+
+    assert {s.kind for s in TOUR} == set(M.KINDS)
+    assert {s.step for s in TOUR if s.kind == "challenge"} == set(M.STEP_TEXT)
+    assert {s.reason for s in TOUR if s.kind == "denied"} == set(M.DENIED)
+    assert {s.reason for s in TOUR if s.kind == "claim_read"} == set(M.CLAIM_READ)
+
+
+@needs_cjk
+def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Path) -> None:
+    """docs/screens holds a screenshot of every screen of the tour in each language, and each is what
+    the renderer draws today (python scripts/screenshots.py regenerates them)."""
+    import importlib.util
+
+    from PIL import Image
+
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
+    shots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(shots)
+    assert shots.main(["--out", str(tmp_path)]) == 0
+    made = sorted(p.name for p in tmp_path.glob("*.png"))
+    from edge.display.demo import TOUR
+
+    assert len(made) == len(TOUR) * len(LANGUAGES)
+    for lang in LANGUAGES:
+        assert sum(n.startswith(f"{lang}-") for n in made) == len(TOUR)
+    stale = []
+    for n in made:
+        kept = ROOT / "docs" / "screens" / n
+        if not kept.is_file() or not np.array_equal(np.asarray(Image.open(kept).convert("RGB")),
+                                                    np.asarray(Image.open(tmp_path / n).convert("RGB"))):
+            stale.append(n)
+    assert not stale, f"run python scripts/screenshots.py: {stale}"
+
+
 @needs_cjk
 def test_outcomes_differ_in_shape_not_only_colour() -> None:
     """Welcome and denied stay distinguishable in greyscale (colour is never the only signal)."""
@@ -143,8 +181,8 @@ class ScreenSpy:
 
 
 class Beeps(list):
-    def play(self, name: str) -> None:
-        self.append(name)
+    def play(self, *names: str) -> None:
+        self.append("+".join(names))
 
     def close(self) -> None:
         pass
@@ -173,11 +211,46 @@ def test_follower_walks_through_an_approach() -> None:
     assert shown[-1] == Screen("checking")
     f.event({"t": 4.3, "event": "decision", "granted": False, "who": None, "score": 0.2, "reason": "not recognised"})
     assert shown[-1] == Screen("denied", reason="not_recognised")
-    assert f.player == ["tick", "say:Please blink", "tick", "say:" + M.STEP_TEXT["turn-left"], "denied"]
+    assert f.player == ["tick+say:blink", "tick+say:turn-left", "denied+say:denied-not_recognised"]
     f.frame(5.0, [], "cooldown")
     assert shown[-1].kind == "denied"                   # stays up for display.result_s
     f.frame(7.5, [], "idle")
     assert shown[-1] == Screen("idle")
+
+
+def test_claim_mode_asks_for_the_card_first_and_says_it_was_read() -> None:
+    cfg = replace(Config(), "match", mode="claim")
+    f, shown = follower(cfg)
+    f.frame(0.0, [], "idle")
+    assert shown[-1] == Screen("claim")
+    f.event({"t": 0.5, "event": "tracking"})                 # a face, but no card yet: say what is needed
+    assert f.player == ["say:claim"] and shown[-1] == Screen("checking")
+    f.event({"t": 0.9, "event": "decision", "granted": False, "who": None, "score": None,
+             "reason": "no card or PIN presented (match.mode = claim)"})
+    assert shown[-1] == Screen("denied", reason="claim_needed")
+    f.event({"t": 1.2, "event": "claim", "claim": "card 1001", "source": "keyboard"})
+    assert shown[-1] == Screen("claim_read", reason="card") and f.player[-1] == "tick"   # the denial gives way
+    f.frame(2.0, [], "idle")
+    assert shown[-1] == Screen("claim_read", reason="card")
+    f.event({"t": 2.5, "event": "tracking"})
+    assert f.player[-1] == "tick"                            # the card is read: no card prompt
+    f.event({"t": 4.0, "event": "decision", "granted": False, "who": None, "score": 0.3,
+             "reason": "face does not match the card's holder", "claim": "card 1001"})
+    assert shown[-1] == Screen("denied", reason="card_mismatch")
+    assert f.player[-1] == "denied+say:denied-card_mismatch"
+    f.frame(8.0, [], "idle")
+    assert shown[-1] == Screen("claim")                      # the claim was used up by that decision
+    f.event({"t": 9.0, "event": "claim", "claim": "PIN", "source": "keyboard"})
+    assert shown[-1] == Screen("claim_read", reason="pin")
+    f.event({"t": 40.0, "event": "claim", "claim": "PIN", "expired": True})
+    assert shown[-1] == Screen("claim")
+    f.event({"t": 41.0, "event": "claim", "claim": "card 7", "source": "keyboard", "ignored": "locked out"})
+    assert shown[-1] == Screen("claim")
+    f, shown = follower(replace(Config(), "match", mode="either"))   # the face alone may do: idle as ever
+    f.frame(0.0, [], "idle")
+    assert shown[-1] == Screen("idle")
+    f.event({"t": 0.2, "event": "claim", "claim": "card 1001", "source": "wiegand-26"})
+    assert shown[-1] == Screen("claim_read", reason="card")
 
 
 @pytest.mark.parametrize("reason,key", [("liveness: timeout", "challenge"),
@@ -186,8 +259,15 @@ def test_follower_walks_through_an_approach() -> None:
                                         ("two faces: one person at a time", "one_person"),
                                         ("not recognised", "not_recognised"),
                                         ("no card or PIN presented (match.mode = claim)", "claim_needed"),
-                                        ("wrong PIN", "claim_refused"),
-                                        ("face does not match Ann", "not_recognised"),
+                                        ("wrong PIN", "pin_wrong"),
+                                        ("unknown card", "card_unknown"),
+                                        ("face does not match the card's holder", "card_mismatch"),
+                                        ("face does not match the PIN's holder", "pin_mismatch"),
+                                        ("card of someone not allowed in now (expired or past retention)",
+                                         "card_invalid"),
+                                        ("PIN of someone not allowed in now (expired or past retention)",
+                                         "pin_invalid"),
+                                        ("door: keeper unreachable", "fault"),
                                         ("outside this person's access hours", "not_allowed")])
 def test_denials_in_plain_words(reason: str, key: str) -> None:
     assert M.denial(reason) == key
@@ -226,7 +306,7 @@ def test_lockout_counts_down_and_faults_and_held_door_show() -> None:
 
 def test_too_far_too_close_one_person_from_real_faces() -> None:
     from edge.camera.replay import ReplaySource
-    from edge.vision.landmarks import Landmarker
+    from edge.vision import landmarks
     from tests.conftest import FIXTURES
     import cv2
 
@@ -238,7 +318,7 @@ def test_too_far_too_close_one_person_from_real_faces() -> None:
     far_img[:small.shape[0], :small.shape[1]] = small
 
     def detect(image: np.ndarray) -> list:
-        with Landmarker(2) as lm:   # a fresh mesh per image: no tracking carried between them
+        with landmarks.for_video(max_faces=2) as lm:   # a fresh mesh per image: no tracking carried between them
             return lm.detect(image)
 
     near, far, pair = detect(img), detect(far_img), detect(np.concatenate([img, img], axis=1))
@@ -297,7 +377,7 @@ def test_framebuffer_without_geometry_or_device_says_what_to_set(tmp_path: Path)
 def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
     """The real demo (enrolment, gate, blink, grant) with a file-backed framebuffer attached: the
     screens it wrote, read back from the file, are the real renderer's checking, blink and welcome."""
-    from edge import gate
+    from edge.commands import demo
 
     fb = tmp_path / "fb0"
     fb.write_bytes(b"\0" * (320 * 192 * 4))
@@ -322,7 +402,7 @@ def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
             pass
 
     disp = Watching(str(fb), 320, 192, 32)
-    assert gate.demo(cfg, Quiet(), display=disp) == 0
+    assert demo.demo(cfg, Quiet(), display=disp) == 0
     disp.close()
     r = Renderer((320, 192), "en", translator("en"))
     for s in (Screen("checking"), Screen("challenge", step="blink", n=1, total=1, seconds=3), Screen("welcome")):
@@ -330,21 +410,7 @@ def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
     assert r.render(Screen("welcome", name="demo-person")).tobytes() not in disp.seen   # show_name off
 
 
-# ---- sound ----
-
-def test_sound_is_silent_without_a_card(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from edge import sound
-
-    monkeypatch.setattr(sound, "CARDS", tmp_path / "cards")
-    p = sound.Player(Config().sound)
-    assert not p.enabled
-    p.play("granted")   # nothing to play on: no error, no process
-    assert p._procs == []
-    (tmp_path / "cards").write_text("--- no soundcards ---\n")
-    assert not sound.sound_card()
-    (tmp_path / "cards").write_text(" 0 [vc4hdmi0      ]: vc4-hdmi - vc4-hdmi-0\n")
-    assert sound.sound_card()
-
+# ---- sound (through real ALSA: tests/test_sound.py) ----
 
 def test_tones_are_real_wavs_with_volume() -> None:
     import io
@@ -365,28 +431,6 @@ def test_tones_are_real_wavs_with_volume() -> None:
         c = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(float)
         crossings = np.sum(np.diff(np.sign(c)) != 0) / (w.getnframes() / sound.RATE) / 2
     assert 150 < crossings < 300
-
-
-def test_player_plays_through_aplay_when_a_card_exists(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """With a card listed, a tone goes to ``aplay -D device -`` as a WAV on its stdin."""
-    import os
-    import stat
-
-    from edge import sound
-
-    fake = tmp_path / "aplay"      # stands in for the ALSA tool only: records what it was given
-    log = tmp_path / "got"
-    fake.write_text(f"#!/bin/sh\necho \"$@\" > {log}.args\ncat > {log}\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    (tmp_path / "cards").write_text(" 0 [Device]: USB-Audio - USB Audio Device\n")
-    monkeypatch.setattr(sound, "CARDS", tmp_path / "cards")
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-    p = sound.Player(replace(Config(), "sound", device="plughw:1").sound)
-    assert p.enabled
-    p.play("tick")
-    p.close()
-    assert log.read_bytes()[:4] == b"RIFF"
-    assert "-D plughw:1 -" in Path(f"{log}.args").read_text()
 
 
 # ---- diag ----
@@ -419,3 +463,78 @@ def test_diag_display_draws_into_the_framebuffer(tmp_path: Path) -> None:
     r = maskgate("diag", "display", "--json", "--config", cfg, "--state", tmp_path / "s")
     line = r.json_lines()[0]
     assert line["status"] == "fail" and "display.width" in line["detail"]
+
+
+# ---- the window, on a real X server ----
+
+def xwd_rgb(data: bytes) -> np.ndarray:
+    """The pixels of an XWD image (the screen file Xvfb keeps with -fbdir) as RGB, decoded through
+    the header's own masks and byte order."""
+    import struct
+
+    h = struct.unpack(">25I", data[:100])
+    header_size, pixmap_format, width, height, byte_order, bpp, bpl = h[0], h[2], h[4], h[5], h[7], h[11], h[12]
+    assert pixmap_format == 2 and bpp == 32, h[:12]          # ZPixmap, 32 bits a pixel (depth 24)
+    offset = header_size + h[19] * 12                          # after the colour map
+    px = np.frombuffer(data, "<u4" if byte_order == 0 else ">u4", count=bpl // 4 * height,
+                       offset=offset).reshape(height, bpl // 4)[:, :width]
+    chans = []
+    for mask in h[14:17]:
+        shift = (mask & -mask).bit_length() - 1
+        chans.append(((px & mask) >> shift).astype(np.uint8))
+    return np.stack(chans, -1)
+
+
+def test_demo_window_appears_on_a_real_x_server(tmp_path: Path) -> None:
+    """``maskgate demo --display window`` under Xvfb (a real X server, not SDL's dummy driver): the
+    X server's own screen memory, read while the demo runs, holds each screen of the tour pixel for
+    pixel as the renderer draws it, in a window filling the 800x480 screen."""
+    import os
+    import select
+    import subprocess
+    import sys
+
+    from conftest import need
+    from edge.display.demo import TOUR
+
+    xvfb = need("Xvfb", "xvfb")
+    pytest.importorskip("pygame", reason="pygame is missing (bash scripts/setup.sh installs it)")
+    r, w = os.pipe()
+    server = subprocess.Popen([xvfb, "-displayfd", str(w), "-screen", "0", "800x480x24", "-fbdir", str(tmp_path),
+                               "-nolisten", "tcp", "-br"], pass_fds=(w,), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    os.close(w)
+    demo = None
+    try:
+        assert select.select([r], [], [], 30)[0], "Xvfb did not start"
+        number = os.read(r, 16).decode().strip()
+        screen_file = tmp_path / "Xvfb_screen0"
+        blank = xwd_rgb(screen_file.read_bytes())
+        assert blank.shape == (480, 800, 3) and not blank.any()   # -br: a black root, no window yet
+        env = {k: v for k, v in os.environ.items() if k not in ("WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
+        env.update(DISPLAY=f":{number}", SDL_VIDEODRIVER="x11")
+        log = (tmp_path / "demo.out").open("w")
+        demo = subprocess.Popen([sys.executable, "-m", "edge.cli", "demo", "--display", "window", "--pause", "0.8"],
+                                env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        renderer = Renderer((800, 480), "en", translator("en"))
+        want = {renderer.render(s).tobytes(): s for s in TOUR}
+        seen: set = set()
+        frames = 0
+        while demo.poll() is None:
+            now = xwd_rgb(screen_file.read_bytes()).tobytes()
+            frames += 1
+            if now in want:
+                seen.add(want[now])
+            select.select([], [], [], 0.05)
+        out = (tmp_path / "demo.out").read_text()
+        assert demo.returncode == 0, out
+        assert "ACCESS GRANTED" in out
+        missing = [s for s in TOUR if s not in seen]
+        assert not missing, (missing, frames)
+    finally:
+        if demo is not None and demo.poll() is None:
+            demo.kill()
+            demo.wait()
+        server.terminate()
+        server.wait(timeout=10)
+        os.close(r)

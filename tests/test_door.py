@@ -255,7 +255,7 @@ CHILD = textwrap.dedent("""
     from gpiozero.pins.mock import MockFactory
     from edge.config import DoorConfig
     from edge.door import open_door
-    from edge import service
+    from edge import lifecycle
 
     factory = MockFactory()
     relay = factory.pin(17)
@@ -267,7 +267,7 @@ CHILD = textwrap.dedent("""
     mode = sys.argv[1]
     stop = threading.Event()
     if mode != "no-handlers":
-        service.install_signal_handlers(stop, door)
+        lifecycle.install_signal_handlers(stop, door)
     door.grant()
     print("ON", relay.state, flush=True)
     if mode == "raise":

@@ -14,7 +14,7 @@ from conftest import maskgate
 from edge import embed
 from edge.config import EmbedConfig
 from edge.errors import ModelError
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT / "tests" / "fixtures" / "faces"
@@ -31,7 +31,7 @@ def rgb(path: Path) -> np.ndarray:
 def vectors() -> tuple[embed.Embedder, dict[str, list[np.ndarray]]]:
     e = embed.Embedder(EmbedConfig())
     out: dict[str, list[np.ndarray]] = {}
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         for who, paths in PEOPLE.items():
             for p in paths:
                 im = rgb(p)
@@ -85,7 +85,7 @@ def test_same_person_above_threshold_different_people_below(vectors):
 def test_masked_probe_matches_the_bare_enrolment(vectors):
     """The gate's case: enrolled bare-faced, seen wearing a mask (drawn on; see fixtures/faces/README)."""
     e, out = vectors
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         probes = {}
         for who in ("d10", "d12"):
             im = rgb(FACES / f"{PEOPLE[who][1].stem}_masked.jpg")
@@ -105,7 +105,7 @@ def test_mirror_average_follows_the_manifest(tmp_path):
     from edge.vision import eyecrop
 
     im = rgb(D10[0])
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         crop = eyecrop.eye_crop(im, lm.detect(im)[0].landmarks)
     mirror = np.ascontiguousarray(crop[:, ::-1])
     shipped = embed.Embedder(EmbedConfig())

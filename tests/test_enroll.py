@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -12,6 +13,7 @@ from conftest import FIXTURES, ROOT, maskgate
 from edge.camera import frames
 from edge.camera.replay import ReplaySource, read_image
 from edge.enroll import Candidate, choose_diverse, judge_face
+from edge.vision import landmarks
 from edge.vision.landmarks import Landmarker
 
 DEMO = sorted((ROOT / "edge" / "demo" / "enroll").glob("*.jpg"))
@@ -21,7 +23,7 @@ ENV = {"MASKGATE_DEVICE_ID": "test-board"}
 
 @pytest.fixture(scope="module")
 def still() -> Landmarker:
-    with Landmarker(2, static=True) as lm:
+    with landmarks.for_images(max_faces=2) as lm:
         yield lm
 
 
@@ -76,7 +78,7 @@ def test_gates_on_fixture_clips() -> None:
     """A blink (d6, around frame 50) is refused as eyes closed; a head turned ~20 deg (s18) as not frontal;
     the open-eyed frontal frames of d6 pass."""
     verdicts: dict[int, str | None] = {}
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         for f in frames(ReplaySource(FIXTURES / "d6.mp4")):
             if f.index > 56:
                 break
@@ -84,7 +86,7 @@ def test_gates_on_fixture_clips() -> None:
                 verdicts[f.index] = judge_face(f.image, lm.detect(f.image))
     assert verdicts[50] == "eyes closed" and verdicts[40] is None
     assert sum(v is None for v in verdicts.values()) >= 8
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         src = ReplaySource(FIXTURES / "s18.mp4")
         f = src.read()
         src.close()
@@ -135,6 +137,28 @@ def test_enrol_demo_person_end_to_end(state: Path) -> None:
                  "--state", state, env=ENV)
     assert r.returncode == 0, r.stderr
     assert "warning: D. Person resembles Demo Person" in r.stdout and "templates remove" in r.stdout
+
+
+@pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")
+def test_enroll_returns_its_result_and_prints_nothing(state: Path, capsys: pytest.CaptureFixture) -> None:
+    """``edge.enroll.enroll`` (the command's and the demo's enrolment): a result, progress only to
+    ``say``, nothing on stdout; the person is in the vault and the audit log."""
+    from edge.audit import LOG_NAME
+    from edge.config import Config
+    from edge.enroll import enroll
+    from edge.vault import Vault
+
+    said: list[str] = []
+    r = enroll("Demo Person", [str(ROOT / "edge/demo/enroll")], "form 4", Config(), state, said.append,
+               operator="tester")
+    assert r.person is not None and r.name == "Demo Person" and r.reason == ""
+    assert (r.good_frames, r.frames) == (6, 6) and 2 <= r.templates <= 5 and r.look_alike is None
+    assert said == [f"{ROOT / 'edge/demo/enroll'}: 6 frames, 6 good (refused: none)"]
+    assert capsys.readouterr().out == ""
+    [p] = Vault.open(state, Config().vault).people()
+    assert (p.id, p.name, p.templates) == (r.person, "Demo Person", r.templates)
+    [entry] = [json.loads(line) for line in (state / LOG_NAME).read_text().splitlines()]
+    assert (entry["event"], entry["person"], entry["operator"]) == ("vault.enroll", r.person, "tester")
 
 
 @pytest.mark.skipif(not HAS_MODEL, reason="models/manifest.toml not present yet (the embedder model)")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.vision import eyecrop
+from edge.vision import eyecrop, landmarks
 from edge.vision.landmarks import LEFT_PUPIL, RIGHT_PUPIL, Landmarker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,11 +22,11 @@ def rgb(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def lm():
-    with Landmarker(max_faces=1, static=True) as m:
+    with landmarks.for_images(max_faces=1) as m:
         yield m
 
 
-def landmarks(lm: Landmarker, image: np.ndarray) -> np.ndarray:
+def mesh(lm: Landmarker, image: np.ndarray) -> np.ndarray:
     faces = lm.detect(image)
     assert faces, "the fixture frame must show a face"
     return faces[0].landmarks
@@ -35,7 +35,7 @@ def landmarks(lm: Landmarker, image: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("path", FRAMES, ids=lambda p: p.stem)
 def test_pupils_land_on_their_fixed_pixels(lm, path):
     image = rgb(path)
-    L = landmarks(lm, image)
+    L = mesh(lm, image)
     crop = eyecrop.eye_crop(image, L)
     assert crop is not None and crop.shape == (eyecrop.CROP_H, eyecrop.CROP_W, 3) and crop.dtype == np.uint8
     m = eyecrop.crop_transform(L[RIGHT_PUPIL, :2], L[LEFT_PUPIL, :2])
@@ -55,8 +55,8 @@ def test_roll_and_scale_are_undone(lm):
     h, w = image.shape[:2]
     tilted = cv2.warpAffine(image, cv2.getRotationMatrix2D((w / 2, h / 2), 15, 0.8), (w, h),
                             borderMode=cv2.BORDER_REPLICATE)
-    a = eyecrop.eye_crop(image, landmarks(lm, image)).astype(np.float32).mean(axis=2)
-    b = eyecrop.eye_crop(tilted, landmarks(lm, tilted)).astype(np.float32).mean(axis=2)
+    a = eyecrop.eye_crop(image, mesh(lm, image)).astype(np.float32).mean(axis=2)
+    b = eyecrop.eye_crop(tilted, mesh(lm, tilted)).astype(np.float32).mean(axis=2)
     corr = np.corrcoef(a.ravel(), b.ravel())[0, 1]
     assert corr > 0.9, corr
     # Without alignment the two views differ much more (the test can fail).
@@ -66,7 +66,7 @@ def test_roll_and_scale_are_undone(lm):
 
 def test_turned_head_is_rejected_not_mirrored(lm):
     image = rgb(FRAMES[0])
-    L = landmarks(lm, image)
+    L = mesh(lm, image)
     centre = L.mean(axis=0)
     for deg, usable in ((15, True), (45, False), (-45, False)):
         a = np.radians(deg)
@@ -77,6 +77,6 @@ def test_turned_head_is_rejected_not_mirrored(lm):
 
 def test_tiny_face_is_rejected(lm):
     image = rgb(FRAMES[0])
-    L = landmarks(lm, image).copy()
+    L = mesh(lm, image).copy()
     L[:, :2] = L[:, :2] * 0.05
     assert eyecrop.eye_crop(image, L) is None

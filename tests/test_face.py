@@ -12,8 +12,7 @@ import pytest
 from edge import embed, fusion
 from edge.config import EmbedConfig
 from edge.errors import ModelError
-from edge.vision import facecrop
-from edge.vision.landmarks import Landmarker
+from edge.vision import facecrop, landmarks
 
 ROOT = Path(__file__).resolve().parent.parent
 FACES = ROOT / "tests" / "fixtures" / "faces"
@@ -37,7 +36,7 @@ def model() -> fusion.FaceModel:
 def faces() -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
     """(image, landmarks) of every fixture photo, bare and masked (key "NAME_masked")."""
     out: dict[str, list] = {}
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         for who, paths in PEOPLE.items():
             for p in paths:
                 im = rgb(p)
@@ -68,7 +67,7 @@ def test_chip_puts_the_eye_corners_and_nose_where_dlib_does(faces):
     # the eye line is level in the chip whatever the roll in the frame
     rolled = cv2.warpAffine(im, cv2.getRotationMatrix2D((im.shape[1] / 2, im.shape[0] / 2), 20, 1.0),
                             im.shape[1::-1])
-    with Landmarker(max_faces=1, static=True) as L:
+    with landmarks.for_images(max_faces=1) as L:
         lm2 = L.detect(rolled)[0].landmarks
     m2 = facecrop.chip_transform(lm2)
     r, l = (lm2[[33, 263], :2] @ m2[:, :2].T + m2[:, 2])

@@ -80,7 +80,7 @@ def test_first_boot_provisions_then_a_second_run_changes_nothing(card: Path) -> 
     user = entry(card, "passwd", "maskgate")
     uid, gid = int(user[2]), int(user[3])
     assert 0 < uid < 1000 and user[6] == "/usr/sbin/nologin"  # a system user that cannot log in
-    for g in ("video", "gpio"):
+    for g in ("video", "gpio", "audio"):   # camera and screen, GPIO, speaker
         assert "maskgate" in entry(card, "group", g)[3].split(","), g
     assert "gpiochip" in (card / "etc/udev/rules.d/60-maskgate-gpio.rules").read_text()
 

@@ -20,14 +20,14 @@ from edge.config import Config, replace
 from edge.door import open_door
 from edge.gate import Gate, build
 from edge.vault import VAULT_FILE
-from edge.vision.landmarks import Landmarker
+from edge.vision import landmarks
 from conftest import FIXTURES, ROOT, SHARED_DATA, Events, maskgate
 
 ENROLL = Path(demo_clip()).parent / "enroll"
 
 
 def footage(frames_in) -> list[tuple[Frame, list]]:
-    with Landmarker(max_faces=2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         return [(f, lm.detect(f.image)) for f in frames_in]
 
 
@@ -162,7 +162,7 @@ def test_templates_of_another_model_grant_nobody_and_say_why(demo_footage: list,
     from edge.vault import Vault
 
     embedder = Embedder(Config().embed)
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         embs = [embedder.embed_face(im, lm.detect(im)[0]) for im in
                 (np.ascontiguousarray(cv2.imread(str(p))[:, :, ::-1]) for p in sorted(ENROLL.glob("*.jpg"))[:4])]
     vault = Vault.open(tmp_path)
@@ -187,7 +187,7 @@ def test_the_threshold_rises_with_the_people_enrolled(demo_footage: list, tmp_pa
     from edge.vault import Vault
 
     embedder = Embedder(Config().embed)
-    with Landmarker(max_faces=1, static=True) as lm:
+    with landmarks.for_images(max_faces=1) as lm:
         embs = [embedder.embed_face(im, lm.detect(im)[0]) for im in
                 (np.ascontiguousarray(cv2.imread(str(p))[:, :, ::-1]) for p in sorted(ENROLL.glob("*.jpg"))[:4])]
     vault = Vault.open(tmp_path)

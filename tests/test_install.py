@@ -98,3 +98,49 @@ def test_scripts_parse_and_lint(script: Path) -> None:
         pytest.skip("shellcheck missing (apt-get install shellcheck); bash -n passed")
     r = subprocess.run(["shellcheck", "--severity=warning", str(script)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
+
+
+def test_install_renders_the_spoken_prompts(tmp_path: Path) -> None:
+    """install.sh's render step, taken from its plan and run for real (its venv and prefix swapped for
+    this checkout's and a temporary folder): a WAV of speech per prompt and language, where the gate
+    reads them ($MASKGATE_MODELS/sounds with the unit's MASKGATE_MODELS=/opt/maskgate/models)."""
+    import io
+    import os
+    import sys
+    import wave
+
+    import numpy as np
+
+    from conftest import need
+    from edge.display.i18n import LANGUAGES
+    from edge.display.messages import SPOKEN
+    from edge.sound import prompt_path
+
+    need("espeak-ng", "espeak-ng")
+    rc, lines, _ = plan("--platform", "generic")
+    assert rc == 0 and "espeak-ng" in shlex.split(lines[step(lines, r"^apt-get install")])
+    render = step(lines, r"^/opt/maskgate/venv/bin/python -m edge.sound render /opt/maskgate/models/sounds$")
+    assert step(lines, r"--force-reinstall") < render and step(lines, r"^mv \S+/models.new /opt/maskgate/models$") < render
+    argv = [sys.executable if a == "/opt/maskgate/venv/bin/python" else a.replace("/opt/maskgate", str(tmp_path))
+            for a in shlex.split(lines[render])]
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    base = tmp_path / "models" / "sounds"
+    lengths = {}
+    for lang in LANGUAGES:
+        for key in SPOKEN:
+            path = prompt_path(lang, key, base)
+            with wave.open(io.BytesIO(path.read_bytes())) as w:
+                assert w.getnchannels() == 1 and w.getsampwidth() == 2
+                pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2")
+                lengths[lang, key] = len(pcm) / w.getframerate()
+            assert 0.5 < lengths[lang, key] < 10 and np.abs(pcm).max() > 3000, (path, lengths[lang, key])
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*")) == sorted(
+        [lang for lang in LANGUAGES] + [f"{lang}/{k}.wav" for lang in LANGUAGES for k in SPOKEN])
+    # each language says its own words: the Chinese prompt is not the English one
+    assert all(lengths["zh_CN", k] != lengths["en", k] for k in SPOKEN)
+    gate_env = {**os.environ, "MASKGATE_MODELS": str(tmp_path / "models"), "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", "from edge.sound import prompt_path; print(prompt_path('zh_CN', 'blink'))"],
+                       capture_output=True, text=True, env=gate_env, cwd=tmp_path)
+    assert Path(r.stdout.strip()) == base / "zh_CN" / "blink.wav"    # where the gate looks

@@ -115,6 +115,26 @@ def test_a_grant_pulses_for_the_keepers_open_s_and_is_not_extended_from_outside(
     assert [e["reason"] for e in door_events(state, "lock")] == ["timeout"]
 
 
+def test_every_listener_hears_each_door_change_from_one_watcher(keeper):
+    """The daemon listens twice (audit of the event stream, display): one status watcher serves both."""
+    import threading
+
+    k, _ = keeper
+    door = KeeperDoor(k.path)
+    heard: tuple[list, list] = ([], [])
+    before = {t.name for t in threading.enumerate()}
+    door.on_event(heard[0].append, every_s=0.05)
+    door.on_event(heard[1].append, every_s=0.05)
+    watchers = [t for t in threading.enumerate() if t.name == "keeper-door-events"]
+    assert len(watchers) == 1 and "keeper-door-events" not in before
+    time.sleep(0.2)   # the watcher's first status is its baseline
+    door.grant()
+    assert wait_for(lambda: all(any(e.get("action") == "lock" for e in h) for h in heard), 3)
+    assert [e["action"] for e in heard[0] if "action" in e] == [e["action"] for e in heard[1] if "action" in e]
+    assert [e["action"] for e in heard[0] if "action" in e][:2] == ["unlock", "lock"]
+    door.close()
+
+
 def test_bad_requests_are_answered_and_the_keeper_carries_on(keeper):
     import socket
 

@@ -13,8 +13,8 @@ from edge.camera import Frame
 from edge.camera.replay import ReplaySource
 from edge.config import Config, LivenessConfig
 from edge.errors import ConfigError
-from edge.vision import geometry
-from edge.vision.landmarks import Face, Landmarker
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import Face
 from tests.conftest import FIXTURES, ROOT, maskgate
 
 CFG = LivenessConfig()
@@ -31,7 +31,7 @@ def clip(name: str, stop: int) -> tuple[list[list[Face]], float]:
     if name not in _FACES:
         src = ReplaySource(FIXTURES / f"{name}.mp4")
         faces = []
-        with Landmarker(2) as lm:
+        with landmarks.for_video(max_faces=2) as lm:
             while len(faces) < stop and (f := src.read()) is not None:
                 faces.append(lm.detect(f.image))
         src.close()
@@ -130,7 +130,7 @@ def _slow_turn_recording() -> tuple[list[list[Face]], list[float]]:
     knots_out = [0.0, 33 / fps, 33 / fps + 1.8, 33 / fps + 3.0, 33 / fps + 4.0, 33 / fps + 5.0]
     times = list(np.arange(0.0, knots_out[-1], 1 / fps))
     idx = [min(len(images) - 1, int(round(float(np.interp(t, knots_out, knots_src)) * fps))) for t in times]
-    with Landmarker(2) as lm:
+    with landmarks.for_video(max_faces=2) as lm:
         faces = [lm.detect(images[i]) for i in idx]
     return faces, times
 
@@ -165,7 +165,7 @@ def _frontal() -> np.ndarray:
 
 def _face(lm: np.ndarray) -> Face:
     return Face((float(lm[:, 0].min()), float(lm[:, 1].min()), float(lm[:, 0].max()), float(lm[:, 1].max())),
-                lm.astype(np.float32), 0.9)
+                lm.astype(np.float32))
 
 
 def _turned(lm: np.ndarray, deg: float, flat: bool) -> np.ndarray:
@@ -239,12 +239,38 @@ def test_track_breaks_abort() -> None:
     other[:, 0] += 300
     v, _ = run(faces + [[_face(base), _face(other)]], times + [1.0], ["blink"])
     assert v is not None and v.reason == "second face"
+    # one of 0.4 its area (a person 1.6x as far away) does too, as the gate's own rule; 0.3 does not
+    for area, reason in ((0.4, "second face"), (0.3, None)):
+        c = base[:, :2].mean(axis=0)
+        small = base.copy()
+        small[:, :2] = (small[:, :2] - c) * np.sqrt(area) + c + (300, 0)
+        v, _ = run(faces + [[_face(base), _face(small)]], times + [1.0], ["blink"])
+        assert (v.reason if v is not None else None) == reason, area
     # the face jumps across the frame
     v, _ = run(faces + [[_face(other)]], times + [1.0], ["blink"])
     assert v is not None and v.reason == "face jumped (position)"
+    # the face grows by half in one frame (a photo thrust at the camera, or someone else stepping in)
+    grown = base.copy()
+    grown[:, :2] = (grown[:, :2] - base[:, :2].mean(axis=0)) * 1.5 + base[:, :2].mean(axis=0)
+    v, _ = run(faces + [[_face(grown)]], times + [1.0], ["blink"])
+    assert v is not None and v.reason == "face jumped (size)"
     # the face is gone for longer than a blink of the detector
     v, _ = run(faces + [[]] * 15, times + [times[-1] + (i + 1) / 30 for i in range(15)], ["blink"])
     assert v is not None and v.reason == "face lost"
+
+
+def test_one_rule_follows_a_person() -> None:
+    """``jumped`` (the challenge's and enrolment's capture rule): a small step is the same face."""
+    base = _frontal()
+    width = float(base[:, 0].max() - base[:, 0].min())
+    step, far = base.copy(), base.copy()
+    step[:, 0] += 0.2 * width
+    far[:, 0] += 0.6 * width
+    assert lv.jumped(_face(base), _face(step)) is None
+    assert lv.jumped(_face(base), _face(far)) == "face jumped (position)"
+    shrunk = base.copy()
+    shrunk[:, :2] = (shrunk[:, :2] - base[:, :2].mean(axis=0)) * 0.7 + base[:, :2].mean(axis=0)
+    assert lv.jumped(_face(base), _face(shrunk)) == "face jumped (size)"
 
 
 # ---- prompters ----
@@ -302,6 +328,17 @@ def test_cli_judges_a_recording() -> None:
     assert r.returncode == 1
     assert r.json_lines()[0] == {"passed": False, "elapsed_s": r.json_lines()[0]["elapsed_s"],
                                  "reason": "turned the wrong way"}
+
+
+def test_cli_recording_that_ends_before_the_answer() -> None:
+    """Six stills of one face (0.1 s of "recording"): prompted, never answered; a session that saw no
+    face says so."""
+    r = maskgate("liveness", ROOT / "edge" / "demo" / "enroll", "--challenge", "blink", "--json")
+    assert r.returncode == 1, r.stderr
+    assert r.json_lines() == [{"passed": False, "elapsed_s": 0.1, "reason": "recording ended before the answer"}]
+    session = lv.ChallengeSession(["blink"], LivenessConfig())
+    assert session.unanswered(2.5) == lv.Verdict(False, None, "no face in the recording", 0.0)   # never prompted
+    assert session.verdict is None   # not the session's own verdict
 
 
 def test_cli_bad_video_exits_2(tmp_path) -> None:

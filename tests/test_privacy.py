@@ -420,10 +420,10 @@ def test_a_refusal_inside_a_loop_turn_locks_the_door(tmp_path: Path) -> None:
 # ---- every command that touches a frame runs guarded (issue 20) ----
 
 @pytest.mark.parametrize("command, module, func", [
-    (["enroll", "x", "--from", str(ENROLL), "--consent", "c"], "edge.enroll", "enroll_cli"),
-    (["preview", "--text"], "edge.diag", "preview"),
-    (["diag", "camera"], "edge.diag", "run_checks"),
-    (["diag"], "edge.diag", "run_checks"),
+    (["enroll", "x", "--from", str(ENROLL), "--consent", "c"], "edge.commands.enroll", "enroll_cli"),
+    (["preview", "--text"], "edge.commands.diag", "preview"),
+    (["diag", "camera"], "edge.commands.diag", "run_checks"),
+    (["diag"], "edge.commands.diag", "run_checks"),
 ])
 def test_every_frame_command_installs_the_guard_first(tmp_path: Path, command: list, module: str,
                                                       func: str) -> None:
@@ -443,8 +443,8 @@ def test_commands_without_frames_stay_unguarded(tmp_path: Path) -> None:
     r = guarded(f"""
 import sys
 from edge import privacy
-import edge.diag
-edge.diag.run_checks = lambda *a, **k: print("installed", privacy.installed()) or 0
+import edge.commands.diag
+edge.commands.diag.run_checks = lambda *a, **k: print("installed", privacy.installed()) or 0
 from edge.cli import main
 sys.exit(main(["diag", "clock", "--state", {str(tmp_path / 'state')!r}]))
 """)

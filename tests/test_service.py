@@ -18,7 +18,7 @@ import pytest
 
 from conftest import FIXTURES, ROOT, maskgate
 from edge.audit import verify_file
-from edge.service import Notifier
+from edge.lifecycle import Notifier
 
 WATCHDOG_USEC = 400_000  # pings every 0.2 s
 

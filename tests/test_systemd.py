@@ -96,7 +96,9 @@ def test_the_service_is_the_daemon_the_cli_defines() -> None:
     assert (args.config, args.state) == ("/etc/maskgate/maskgate.toml", "/var/lib/maskgate")
     unit = unit_text("maskgate.service")
     for setting in ("Type=notify", "User=maskgate", "SupplementaryGroups=video gpio", "Restart=always",
-                    "StateDirectory=maskgate", "ConfigurationDirectory=maskgate", "DevicePolicy=closed"):
+                    "StateDirectory=maskgate", "ConfigurationDirectory=maskgate", "DevicePolicy=closed",
+                    # the resident's screen and speaker reach their devices under DevicePolicy=closed
+                    "DeviceAllow=char-fb rw", "DeviceAllow=char-alsa rw", "SupplementaryGroups=audio"):
         assert setting in unit.splitlines(), setting
     assert re.search(r"^WatchdogSec=\d+", unit, re.M)
 

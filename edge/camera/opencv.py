@@ -12,7 +12,7 @@ import time
 
 import cv2
 
-from edge.camera import Frame, rotate
+from edge.camera.frame import Frame, rotate
 from edge.errors import CameraError
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edge.camera import Frame, rotate
+from edge.camera.frame import Frame, rotate
 from edge.errors import CameraError
 
 log = logging.getLogger(__name__)

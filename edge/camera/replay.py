@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge.camera import Frame, rotate
+from edge.camera.frame import Frame, rotate
 from edge.errors import CameraError
 from edge.native import quiet_stderr
 

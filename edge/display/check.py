@@ -62,22 +62,31 @@ def check_display(cfg: Any) -> tuple[str, str, str]:
 
 
 def check_sound(cfg: Any) -> tuple[str, str, str]:
+    """Tones through ``aplay -D sound.device`` (opened first with an empty WAV, then one tick), and the
+    spoken prompts rendered at install time for the display's language."""
     import shutil
 
-    from edge.sound import Player, sound_card
+    from edge.display.messages import SPOKEN
+    from edge.sound import Player, prompt_path
 
     s = cfg.sound
     if not s.enabled or s.volume <= 0:
         return "warn", "sound off (sound.enabled false or volume 0)", "set [sound] enabled = true, volume = 0.6"
     if not shutil.which("aplay"):
         return "warn", "no aplay: the gate is silent", "apt install alsa-utils"
-    if not sound_card():
-        return "warn", "no ALSA sound card (/proc/asound/cards): the gate is silent", \
-            "attach a speaker (USB or HDMI audio) or enable the board's audio (dtparam=audio=on on a Pi)"
     player = Player(s, cfg.display.language)
-    if s.spoken and shutil.which("espeak-ng") is None:
-        return "warn", f"ALSA device {s.device}: tones play, but spoken prompts need espeak-ng", \
-            "apt install espeak-ng, or set sound.spoken = false"
-    player.play("tick")
+    if not player.enabled:
+        return "warn", f"{player.why}: the gate is silent", \
+            "attach a speaker (USB or HDMI audio), enable the board's audio (dtparam=audio=on on a Pi) " \
+            "or set sound.device (aplay -L lists them)"
+    detail = f"ALSA device {s.device}, volume {s.volume:.0%}"
+    if s.spoken:
+        missing = [k for k in SPOKEN if not prompt_path(cfg.display.language, k).is_file()]
+        if missing:
+            return "warn", f"{detail}: tones play, but the spoken prompts are not rendered " \
+                f"({prompt_path(cfg.display.language, missing[0])} missing)", \
+                "sudo scripts/install.sh renders them (python -m edge.sound render), or set sound.spoken = false"
+        detail += f", spoken prompts ({cfg.display.language})"
+    player.play("tick")   # heard by whoever runs the check
     player.close()
-    return "ok", f"ALSA device {s.device}, volume {s.volume:.0%}{', spoken prompts' if s.spoken else ''}", ""
+    return "ok", detail, ""

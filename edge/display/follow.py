@@ -17,21 +17,22 @@ import numpy as np
 
 from edge.display import messages as M
 from edge.display.messages import Screen
-from edge.vision import geometry
+from edge.vision import geometry, landmarks
 
 log = logging.getLogger(__name__)
 
 # Pupil distance as a fraction of the frame width beyond which the face is too close to judge well.
 TOO_CLOSE_FRAC = 0.30
-SECOND_FACE_RATIO = 0.35   # as the gate's own rule (edge.gate)
 
 
 class Follower:
     """Screens and sounds for the gate's states."""
 
-    def __init__(self, cfg: Any, display: Any, renderer: Any, player: Any = None) -> None:
+    def __init__(self, cfg: Any, display: Any, renderer: Any, player: Any = None,
+                 owns_display: bool = True) -> None:
         self.cfg = cfg                       # the whole Config: display, liveness, vision, gate, door
         self.display = display
+        self.owns_display = owns_display     # False: the caller's (demo, replay), closed by the caller
         self.renderer = renderer
         self.player = player
         self.screen = Screen("idle")
@@ -43,6 +44,7 @@ class Follower:
         self._step_t = 0.0
         self._lock_end = 0.0
         self._held = False
+        self._claim: str | None = None       # "card" / "pin": a claim the gate holds (claim mode)
         self._failed = False
         self.now = 0.0
 
@@ -58,18 +60,32 @@ class Follower:
         t, kind = float(ev.get("t", self.now)), ev.get("event")
         self.now = max(self.now, t)
         if kind == "tracking":
+            if self.cfg.match.mode == "claim" and self._claim is None:
+                self._play("say:claim")   # the face alone will not do: say so while they look
             self._set(Screen("checking"))
+        elif kind == "claim" and not ev.get("ignored"):
+            if ev.get("expired"):
+                self._claim = None
+                if self.screen.kind == "claim_read":
+                    self._set(self._idle())
+            else:
+                self._claim = "pin" if ev.get("claim") == "PIN" else "card"
+                self._play("tick")
+                if self.screen.kind in ("idle", "claim", "claim_read", "too_far", "too_close", "denied"):
+                    self._until = 0.0   # a new card ends the last denial's screen
+                    self._set(self._idle())
         elif kind == "challenge" and "steps" in ev:
             self._steps, self._step_i = list(ev["steps"]), 0
         elif kind == "challenge" and ev.get("step"):
             self._step_i += 1
             self._step_t = t
-            self._play("tick")
-            self._play("say:" + M.STEP_TEXT[ev["step"]])
+            self._play("tick", "say:" + ev["step"])
             self._set(self._challenge(ev["step"], t))
         elif kind == "liveness" and ev.get("passed"):
             self._set(Screen("checking"))
         elif kind == "decision":
+            if "claim" in ev:   # the gate used up its claim on this decision
+                self._claim = None
             self._decision(t, ev)
         elif kind == "alarm" and ev.get("kind") == "lockout":
             self._lock_end = t + float(ev.get("seconds", self.cfg.gate.lockout_s))
@@ -78,7 +94,7 @@ class Follower:
         elif kind == "alarm" and ev.get("kind") == "lockout_end":
             self._lock_end = 0.0
             self._sticky = None
-            self._set(Screen("idle"))
+            self._set(self._idle())
         elif kind == "error" and t == 0.0:   # the gate was built broken: it grants nobody
             self._sticky = Screen("fault")
             self._set(self._sticky)
@@ -91,6 +107,8 @@ class Follower:
             self._set(Screen("stick_done"))
         elif ev.get("event") == "alarm" and ev.get("alarm") == "held_open":
             self._held = bool(ev.get("active"))
+            if self._held:
+                self._play("say:held_open")
             self._set(Screen("held_open") if self._held else self._base())
 
     def frame(self, t: float, faces: list, state: str, image: np.ndarray | None = None) -> None:
@@ -107,7 +125,7 @@ class Follower:
         elif self.screen.kind == "challenge" and state == "challenge":
             screen = self._challenge(self.screen.step or "blink", t)
         elif self._sticky is not None and self._sticky.kind == "lockout":
-            screen = self._lockout(t) if t < self._lock_end else Screen("idle")
+            screen = self._lockout(t) if t < self._lock_end else self._idle()
             self._sticky = screen if screen.kind == "lockout" else None
         elif self._sticky is not None:
             screen = self._sticky
@@ -134,11 +152,11 @@ class Follower:
         if ev.get("granted"):
             name = ev.get("who") if self.cfg.display.show_name else None
             self._set(Screen("welcome", name=name))
-            self._play("granted")
+            self._play("granted", "say:welcome")
             self._until = t + hold
             return
         why = M.denial(str(ev.get("reason", "")))
-        self._play("denied")
+        self._play("denied", "say:fault" if why == "fault" else f"say:denied-{why}")
         if why == "fault":
             self._sticky = None
             self._set(Screen("fault"))
@@ -146,10 +164,17 @@ class Follower:
             self._set(Screen("denied", reason=why))
         self._until = t + hold
 
+    def _idle(self) -> Screen:
+        """Nobody served yet: look at the camera; in claim mode first the card or PIN, and once one
+        is read, the face."""
+        if self._claim is not None:
+            return Screen("claim_read", reason=self._claim)
+        return Screen("claim") if self.cfg.match.mode == "claim" else Screen("idle")
+
     def _approach(self, faces: list, image: np.ndarray | None) -> Screen:
         if not faces:
-            return Screen("idle")
-        if len(faces) > 1 and faces[1].area >= SECOND_FACE_RATIO * faces[0].area:
+            return self._idle()
+        if landmarks.second_face(faces, faces[0]):
             return Screen("one_person")
         pd = geometry.pupil_distance(faces[0].landmarks)
         if pd < self.cfg.vision.min_pupil_distance_px:
@@ -157,10 +182,10 @@ class Follower:
         width = image.shape[1] if image is not None and image.size else self.cfg.camera.width
         if pd > TOO_CLOSE_FRAC * width:
             return Screen("too_close")
-        return Screen("idle")
+        return self._idle()
 
     def _base(self) -> Screen:
-        return self._sticky or Screen("idle")
+        return self._sticky or self._idle()
 
     # ---- outputs ----
     def _set(self, screen: Screen, preview: np.ndarray | None = None) -> None:
@@ -176,15 +201,16 @@ class Follower:
             log.error("display: %s; no more screens this run", e)
             self._failed = True
 
-    def _play(self, name: str) -> None:
+    def _play(self, *names: str) -> None:
         if self.player is not None:
             try:
-                self.player.play(name)
+                self.player.play(*names)
             except Exception as e:
                 log.warning("sound: %s", e)
 
     def close(self) -> None:
-        for part in (self.player, self.display):
+        """The last sound played to its end; the screen closed when this follower opened it."""
+        for part in (self.player, self.display if self.owns_display else None):
             if part is not None:
                 try:
                     part.close()
@@ -201,13 +227,14 @@ def make_follower(cfg: Any, display: Any = None) -> Follower | None:
 
     dcfg = cfg.display
     tr = translator(dcfg.language)
-    player = Player(cfg.sound, dcfg.language, tr)
+    player = Player(cfg.sound, dcfg.language)
+    owns = display is None
     if display is None:
         if dcfg.backend == "none" and not player.enabled:
             return None
         display = open_display(dcfg)
     renderer = Renderer(display.size, dcfg.language, tr, dcfg.font)
-    return Follower(cfg, display, renderer, player)
+    return Follower(cfg, display, renderer, player, owns_display=owns)
 
 
 def attach(gate: Any, cfg: Any, door: Any = None, display: Any = None) -> Follower | None:

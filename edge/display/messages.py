@@ -49,32 +49,54 @@ DENIED = {
     "moved": N_("Please stay in front of the camera"),
     "one_person": N_("One person at a time"),
     "not_allowed": N_("No entry at this time"),
+    # claim mode (edge.claim): the card or PIN, then the face against its holder
     "claim_needed": N_("Present your card or enter your PIN"),
-    "claim_refused": N_("Card or PIN not accepted"),
+    "card_unknown": N_("Card not recognised"),
+    "pin_wrong": N_("PIN not accepted"),
+    "card_mismatch": N_("Card and face do not match"),
+    "pin_mismatch": N_("PIN and face do not match"),
+    "card_invalid": N_("This card is not valid now"),
+    "pin_invalid": N_("This PIN is not valid now"),
 }
+# What to do after a denial: the card is no way out when the card was the problem.
+TRY_INTERCOM = N_("Try again, or use the intercom")
+DENIED_NEXT = {k: TRY_INTERCOM for k in DENIED if k.startswith(("card_", "pin_"))}
+DENIED_NEXT["claim_needed"] = N_("Then look at the camera")
+
+# Claim mode: before the face, the card or PIN; once read, the face.
+CLAIM = (DENIED["claim_needed"], DENIED_NEXT["claim_needed"])
+CLAIM_READ = {"card": N_("Card read"), "pin": N_("PIN entered")}
+CLAIM_READ_NEXT = N_("Now look at the camera")
+
+# What the speaker says (sound.spoken): WAVs rendered at install time, one per key and language
+# (edge.sound.render); the file name is the key. The same words as the screen, for those who cannot
+# read it: each challenge step, the card prompt, and every outcome after its tone.
+SPOKEN = {**STEP_TEXT, "claim": CLAIM[0], "welcome": TEXT["welcome"][0],
+          **{f"denied-{k}": v for k, v in DENIED.items()}, "fault": TEXT["fault"][0],
+          "held_open": TEXT["held_open"][1]}
 
 
 @dataclass(frozen=True)
 class Screen:
     """What the display shows: a ``kind`` and the few facts it needs (no image, no score)."""
 
-    kind: str                      # idle, too_far, too_close, one_person, challenge, checking, welcome,
-    step: str | None = None        # denied, lockout, held_open, fault
+    kind: str                      # one of KINDS
+    step: str | None = None        # challenge: a key of STEP_TEXT
     n: int = 0
     total: int = 0
     seconds: int | None = None     # challenge countdown, lockout time left
     name: str | None = None        # welcome, only with display.show_name
-    reason: str | None = None      # denied: a key of DENIED
+    reason: str | None = None      # denied: a key of DENIED; claim_read: "card" or "pin"
 
 
-KINDS = ("idle", "too_far", "too_close", "one_person", "challenge", "checking", "welcome", "denied",
-         "lockout", "held_open", "fault", "stick_done")
+KINDS = ("idle", "claim", "claim_read", "too_far", "too_close", "one_person", "challenge", "checking",
+         "welcome", "denied", "lockout", "held_open", "fault", "stick_done")
 
 
 def denial(reason: str) -> str:
     """The plain-words key (of :data:`DENIED`) or ``"fault"`` for a gate's denial reason."""
     r = reason.lower()
-    if r.startswith(("gate fault", "internal error", "template vault")):
+    if r.startswith(("gate fault", "internal error", "template vault", "door:")):
         return "fault"
     if "two faces" in r or "second face" in r or "one person" in r:
         return "one_person"
@@ -84,10 +106,17 @@ def denial(reason: str) -> str:
         return "challenge"
     if "face lost" in r or "never steady" in r or "not the one before" in r:
         return "moved"
-    if "not recognised" in r or "no one enrolled" in r or "face does not match" in r:
+    if "not recognised" in r or "no one enrolled" in r:
         return "not_recognised"
-    if "no card or pin presented" in r:        # claim mode (edge.claim)
+    # claim mode (edge.claim.judge's reasons)
+    if "no card or pin presented" in r:
         return "claim_needed"
-    if "unknown card" in r or "wrong pin" in r or "of someone not" in r:
-        return "claim_refused"
+    if "unknown card" in r:
+        return "card_unknown"
+    if "wrong pin" in r:
+        return "pin_wrong"
+    if "face does not match" in r:
+        return "pin_mismatch" if "pin" in r else "card_mismatch"
+    if "of someone not" in r:
+        return "pin_invalid" if r.startswith("pin") else "card_invalid"
     return "not_allowed"

@@ -37,6 +37,7 @@ WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 GREEN, AMBER, RED, GREY = (40, 200, 90), (255, 190, 30), (235, 60, 50), (170, 170, 170)
 ACCENT = {"welcome": GREEN, "challenge": AMBER, "checking": AMBER, "too_far": AMBER, "too_close": AMBER,
           "one_person": AMBER, "denied": RED, "lockout": RED, "held_open": RED, "fault": RED, "idle": WHITE,
+          "claim": WHITE, "claim_read": AMBER,
           "stick_done": GREEN}
 
 
@@ -120,7 +121,12 @@ class Renderer:
             title = tr(M.WELCOME_NAME).format(name=s.name) if s.name else tr(M.TEXT["welcome"][0])
             return title, tr(M.TEXT["welcome"][1]), None
         if s.kind == "denied":
-            return tr(M.DENIED.get(s.reason or "", M.DENIED["not_recognised"])), tr(M.TRY_AGAIN), None
+            reason = s.reason if s.reason in M.DENIED else "not_recognised"
+            return tr(M.DENIED[reason]), tr(M.DENIED_NEXT.get(reason, M.TRY_AGAIN)), None
+        if s.kind == "claim":
+            return tr(M.CLAIM[0]), tr(M.CLAIM[1]), None
+        if s.kind == "claim_read":
+            return tr(M.CLAIM_READ.get(s.reason or "", M.CLAIM_READ["card"])), tr(M.CLAIM_READ_NEXT), None
         title, sub = (tr(x) for x in M.TEXT[s.kind])
         foot = None
         if s.kind == "lockout" and s.seconds is not None:
@@ -198,6 +204,19 @@ class Renderer:
             sgn = 1 if up else -1
             d.polygon([(cx, tip), (cx - int(r * 0.7), tip + sgn * int(r * 0.8)),
                        (cx + int(r * 0.7), tip + sgn * int(r * 0.8))], fill=c)
+        elif k in ("claim", "claim_read"):   # a card; once read, with a tick
+            cw, ch = int(r * 1.5), int(r * 0.95)
+            d.rounded_rectangle((cx - cw, cy - ch, cx + cw, cy + ch), radius=r // 6, outline=c, width=lw)
+            d.rectangle((cx - cw, cy - ch // 2, cx + cw, cy - ch // 2 + lw * 2), fill=c)     # the stripe
+            d.rounded_rectangle((cx - cw + r // 3, cy + ch // 6, cx - cw + r, cy + ch * 2 // 3),
+                                radius=r // 12, fill=c)                                       # the chip
+            if k == "claim_read":
+                d.line([(cx + r // 6, cy + ch // 3), (cx + r // 2, cy + ch * 2 // 3), (cx + r * 6 // 5, cy)],
+                       fill=c, width=lw + 2, joint="curve")
+            else:                # keys for a PIN
+                for i in range(3):
+                    x = cx + r // 4 + i * r // 3
+                    d.ellipse((x - lw, cy + ch // 3 - lw, x + lw, cy + ch // 3 + lw), fill=c)
         elif k == "one_person":  # one figure
             d.ellipse((cx - r // 3, cy - r, cx + r // 3, cy - r // 3), fill=c)
             d.pieslice((cx - r * 2 // 3, cy - r // 4, cx + r * 2 // 3, cy + r + r // 2), 180, 360, fill=c)

@@ -97,6 +97,17 @@ def ears(landmarks: np.ndarray) -> tuple[float, float]:
     return eye_aspect_ratio(landmarks, RIGHT_EYE), eye_aspect_ratio(landmarks, LEFT_EYE)
 
 
+# Both eyes at least this open (EAR) for the eye region to be embedded: the gate's probes and
+# enrolment's templates alike, so a probe is taken under the same rule as the templates it meets.
+# Between shut (below 0.15) and open (0.25-0.35) lie squints and the edges of a blink.
+EYES_OPEN_EAR = 0.18
+
+
+def eyes_open(landmarks: np.ndarray) -> bool:
+    """Both eyes open enough for the eye region to say who this is (``EYES_OPEN_EAR``)."""
+    return min(ears(landmarks)) >= EYES_OPEN_EAR
+
+
 def pupil_distance(landmarks: np.ndarray) -> float:
     """Distance between the iris centres in pixels: how near the face is."""
     return float(np.linalg.norm(landmarks[RIGHT_PUPIL, :2] - landmarks[LEFT_PUPIL, :2]))

@@ -1,8 +1,15 @@
-"""MediaPipe face detection and the 478-point face mesh (with iris) -> ``Face``.
+"""The 478-point MediaPipe face mesh (with iris) -> ``Face``; the one place a ``Landmarker`` is made.
 
 The models are the ``.tflite`` files inside the pinned ``mediapipe==0.10.18`` wheel; nothing is
-downloaded. Detection gives each face its box and confidence; the mesh, run on the same frame, gives
-its landmarks. Faces are reported largest first, so ``faces[0]`` is the person nearest the gate.
+downloaded. The mesh finds faces with its own detector (on every image in static mode, and in video
+mode only when its tracking loses a face) and gives their landmarks; a face's box is its landmarks'
+extent. Faces are reported largest first, so ``faces[0]`` is the person nearest the gate.
+
+Why no separate face detector: an extra MediaPipe ``FaceDetection`` ran on every frame only to give
+each face a confidence that no decision read, about a third of the landmark stage's time (issue 21).
+
+Build one with ``for_video`` (a camera stream or a clip, tracking between frames) or ``for_images``
+(each image on its own), so every command uses the same MediaPipe settings from ``[vision]``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge.config import VisionConfig
 from edge.errors import ModelError
 from edge.native import quiet_stderr
 
@@ -24,6 +32,10 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 N_LANDMARKS = 478
 RIGHT_PUPIL = 468  # the person's right eye (image left in an unmirrored camera)
 LEFT_PUPIL = 473
+# Another face at least this large (area, relative to the face served) is a second person near enough
+# to matter: the gate serves one person at a time, a liveness challenge aborts, the screen says so.
+# 0.35 of the area is a head about 0.6 as wide, someone up to about 1.7x as far from the camera.
+SECOND_FACE_RATIO = 0.35
 
 
 @dataclass(frozen=True)
@@ -31,13 +43,11 @@ class Face:
     """One face in one frame, in pixel coordinates of that frame.
 
     ``landmarks`` is (478, 3) float32: x, y in pixels and z (relative depth, same scale as x, smaller
-    is nearer the camera). ``box`` is (x0, y0, x1, y1). ``score`` is the detector's confidence, or
-    0.5 when the detector missed a face the mesh is still tracking.
+    is nearer the camera). ``box`` is (x0, y0, x1, y1), the landmarks' extent.
     """
 
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
-    score: float
 
     @property
     def area(self) -> float:
@@ -55,12 +65,9 @@ class Face:
         return self.landmarks[RIGHT_PUPIL, :2], self.landmarks[LEFT_PUPIL, :2]
 
 
-def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+def second_face(faces: list[Face], face: Face) -> bool:
+    """Whether another face in ``faces`` is at least ``SECOND_FACE_RATIO`` of ``face``'s area."""
+    return any(f is not face and f.area >= SECOND_FACE_RATIO * face.area for f in faces)
 
 
 class Landmarker:
@@ -73,13 +80,11 @@ class Landmarker:
     def __init__(self, max_faces: int = 2, static: bool = False, min_detection_confidence: float = 0.5,
                  min_tracking_confidence: float = 0.5) -> None:
         try:
-            from mediapipe.python.solutions import face_detection, face_mesh
+            from mediapipe.python.solutions import face_mesh  # lazy: seconds of start-up
         except ImportError as e:
             raise ModelError(f"MediaPipe is not installed or broken ({e}); run scripts/setup.sh") from None
         self._seen_face = False  # MediaPipe warns once, on fd 2, at the first face it projects
         with quiet_stderr():  # the graphs log their start-up on first use; warm them up silently
-            self._detector = face_detection.FaceDetection(
-                model_selection=0, min_detection_confidence=min_detection_confidence)
             self._mesh = face_mesh.FaceMesh(
                 static_image_mode=static, max_num_faces=max_faces, refine_landmarks=True,
                 min_detection_confidence=min_detection_confidence,
@@ -100,32 +105,40 @@ class Landmarker:
         if not mesh.multi_face_landmarks:
             return []
         self._seen_face = True
-        detections = []
-        for d in self._detector.process(image).detections or []:
-            rb = d.location_data.relative_bounding_box
-            detections.append(((rb.xmin * w, rb.ymin * h, (rb.xmin + rb.width) * w,
-                                (rb.ymin + rb.height) * h), float(d.score[0])))
         faces = []
         for lm in mesh.multi_face_landmarks:
             pts = np.array([(p.x * w, p.y * h, p.z * w) for p in lm.landmark], dtype=np.float32)
             box = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()),
                    float(pts[:, 1].max()))
-            overlaps = [(_iou(box, db), s) for db, s in detections]
-            best = max(overlaps, default=(0.0, 0.0))
-            score = best[1] if best[0] > 0.3 else 0.5
-            faces.append(Face(box, pts, score))
+            faces.append(Face(box, pts))
         faces.sort(key=lambda f: f.area, reverse=True)
         return faces
 
     def close(self) -> None:
         self._mesh.close()
-        self._detector.close()
 
     def __enter__(self) -> "Landmarker":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def for_video(vision: VisionConfig | None = None, max_faces: int | None = None) -> Landmarker:
+    """The landmarker for a camera stream or a recorded clip: the mesh tracks a face between frames,
+    with ``[vision]``'s confidences (the defaults without it); ``max_faces`` defaults to ``vision.max_faces``."""
+    vision = vision or VisionConfig()
+    return Landmarker(vision.max_faces if max_faces is None else max_faces, static=False,
+                      min_detection_confidence=vision.min_detection_confidence,
+                      min_tracking_confidence=vision.min_tracking_confidence)
+
+
+def for_images(vision: VisionConfig | None = None, max_faces: int | None = None) -> Landmarker:
+    """The landmarker for still images, each found on its own (photos, enrolment images); without
+    ``vision``, the defaults (a known-answer check must not depend on the site's config)."""
+    vision = vision or VisionConfig()
+    return Landmarker(vision.max_faces if max_faces is None else max_faces, static=True,
+                      min_detection_confidence=vision.min_detection_confidence)
 
 
 def detect_padded(lm: Landmarker, image: np.ndarray) -> tuple[np.ndarray, list[Face]]:
