@@ -236,6 +236,8 @@ i=0
 maskgate templates list | grep 'Demo Resident' >/dev/null || i=900   # nobody to grant: do not wait for it
 while [ $i -lt 900 ] && ! granted; do sleep 2; i=$((i + 2)); done
 check "the running gate grants the imported person on the looping clip" granted
+granted || { say "no grant; the gate's last lines:"
+             journalctl -b -u maskgate.service -o cat --no-pager | tail -25 | sed 's/^/SELFCHECK |   /'; }
 say "usb: first grant at uptime $(cut -d' ' -f1 /proc/uptime) s"
 station templates remove "Demo Resident" >/dev/null
 stick_rw
