@@ -16,7 +16,7 @@ raised by a one-sided tolerance margin (about 90 % confidence) for having seen o
 of people. The decision threshold is the stricter of that and the model's calibration; the model's
 is taken over the number of *templates* (a stranger gets one chance per template), not of people.
 
-Why this estimator (scripts/eval_identify.py; realmask_dev, Georgia Tech, LFW; 8 random sites of
+Why this estimator (models/training/eval_identify.py; realmask_dev, Georgia Tech, LFW; 8 random sites of
 each size): a normal fit held the stranger rate where fitting the top 2-20 % of scores with an
 exponential tail (peaks over threshold) either let 7-34 % in at 5-10 people or shut everyone out;
 centring on the site's mean template, T-norm and a margin over the runner-up did not raise the

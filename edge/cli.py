@@ -3,6 +3,11 @@
 Exit status (DESIGN.md): 0 success, 1 a failure the command reports (a check failed, access
 denied), 2 bad usage or bad input, with a one-line message naming the problem. Tracebacks only with
 ``--debug``. Logs go to stderr; ``--json`` output is one object per line on stdout.
+
+Each command's module (``edge/commands/``, ``edge.service``, ``edge.keeper``) is imported lazily,
+inside its ``_cmd_`` function: ``maskgate --help``, ``audit show`` and the USB stick's check must not
+pay for OpenCV, MediaPipe and the TFLite runtime, and the privacy guard is installed before any of
+them loads.
 """
 
 from __future__ import annotations

@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from edge.access import RuleError, parse_moment
+from edge.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 # The day this release was built: a clock before it was never set. Raised at each release.
@@ -109,9 +112,6 @@ class FixedClock(Clock):
 
 def parse_at(text: str) -> dt.datetime:
     """``--at 2027-01-05T12:00``: a local date and time (no zone); ``ConfigError`` (exit 2) otherwise."""
-    from edge.access import RuleError, parse_moment
-    from edge.errors import ConfigError
-
     try:
         if len(text.strip()) == 10:
             raise RuleError(f"--at {text!r}: give a date and a time of day, e.g. 2027-01-05T12:00")

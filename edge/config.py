@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from edge import access
 from edge.errors import ConfigError
+from edge.wiegand import CARD_BITS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,6 +55,7 @@ def _gpio_pin(v: int | None) -> bool:
 
 
 def _card_or_empty(v: str) -> bool:
+    # lazy: the edge.claim package brings numpy and the matcher, which reading a config needs not
     from edge.claim.credentials import ClaimError, normalise_card
 
     try:
@@ -248,8 +251,6 @@ class AccessConfig:
     groups: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from edge import access
-
         try:
             access.check_config(self.holidays, self.default_group, self.groups)
         except access.RuleError as e:
@@ -436,8 +437,7 @@ def _check_wiegand_out(cfg: Config, seen: dict[int, str], origin: str) -> None:
             raise ConfigError(f"{origin}: {taken[pin]} and {key} are both GPIO {pin}; give each its own pin")
         taken[pin] = key
     if d.wiegand_default:
-        from edge.claim.credentials import normalise_card
-        from edge.wiegand import CARD_BITS
+        from edge.claim.credentials import normalise_card  # lazy, as in _card_or_empty
 
         value = int(normalise_card(d.wiegand_default))
         if value >= 1 << CARD_BITS[d.wiegand_bits]:

@@ -3,7 +3,7 @@
 Fail secure is the rule everything here serves: the relay is driven off when the door object is
 made, when a pulse ends, when the door shuts after an opening, on ``close()``, at interpreter exit
 (``atexit``) and, through :mod:`edge.service`, on SIGTERM / SIGINT. After ``close()`` the relay pin
-is released as an input, so the external pull-down (README, "Wiring") holds a dead process's relay
+is released as an input, so the external pull-down (docs/installer.md, "Wiring") holds a dead process's relay
 off as well.
 
 Two hardware backends share the same logic: ``gpiozero`` (a Raspberry Pi; ``mock`` is gpiozero's
@@ -17,6 +17,9 @@ thread, never from inside a GPIO callback, so a slow listener cannot delay an in
 Input semantics (``pull_up = true``, the default): every input is a switch to ground, "active"
 while closed. The door contact is closed while the door is shut, so a cut wire reads as an open
 door (and raises the forced-door alarm) instead of hiding one.
+
+Why one module of over 500 lines: the two backends, the pulse/alarm thread and the input semantics
+are one state (what the relay is doing and why); split, each part would need the others' locks.
 """
 
 from __future__ import annotations

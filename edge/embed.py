@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.camera.replay import check_image_file, too_large
 from edge.config import EmbedConfig
 from edge.errors import MaskgateError, ModelError
 from edge.native import quiet_stderr
@@ -231,7 +232,7 @@ class Embedder(_CheckedModel):
 
 
 class FaceEmbedder(_CheckedModel):
-    """The whole-face embedding (dlib's face network, CC0, exported by scripts/face_export.py) of an
+    """The whole-face embedding (dlib's face network, CC0, exported by models/training/face_export.py) of an
     uncovered face: what the eye region alone cannot tell apart. Its scores are fused with the eye
     embedder's (``edge.fusion``) only when the lower face is visible (``edge.vision.mask``)."""
 
@@ -249,7 +250,6 @@ class FaceEmbedder(_CheckedModel):
 def _read_rgb(path: Path) -> np.ndarray:
     import cv2
 
-    from edge.camera.replay import check_image_file, too_large
 
     if not path.exists():
         raise MaskgateError(f"{path}: no such image file")

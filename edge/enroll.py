@@ -21,12 +21,17 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from edge import fusion
+from edge import fusion, liveness
 from edge.access import person_rules
 from edge.audit import record
 from edge.calibration import calibrate
 from edge.camera import frames, open_source
-from edge.camera.replay import IMAGE_SUFFIXES, ReplaySource, check_image_file, read_image
+from edge.camera.replay import (
+    IMAGE_SUFFIXES,
+    ReplaySource,
+    check_image_file,
+    read_image,
+)
 from edge.claim.admin import ask_pin
 from edge.claim.credentials import normalise_card
 from edge.config import Config
@@ -194,11 +199,6 @@ def _classify(source: str) -> tuple[str, list[Path]]:
 
 def _live_camera_frames(cfg: Config, say: Say) -> Iterator[np.ndarray]:
     """Frames of a person who first passed the liveness challenge, while their face stays in view."""
-    try:
-        from edge import liveness
-    except ImportError:
-        raise EnrollError("enrolling from the camera needs the liveness check (edge/liveness.py), "
-                          "which this build lacks; enrol from a supervised video or images") from None
     steps = liveness.draw_sequence(cfg.liveness, random.SystemRandom(), None)
     session = liveness.ChallengeSession(steps, cfg.liveness, liveness.make_prompter(cfg, say))
     it = frames(open_source(cfg.camera))

@@ -8,7 +8,7 @@ When the probe's lower face is visible and a template has a face embedding, that
     fused = eye_weight * eye cosine + face_weight * face cosine + offset
 
 with the coefficients, threshold and tail of ``[face.fusion]`` in ``models/manifest.toml`` (fitted on
-LFW fold 5 by ``scripts/eval_face.py``; the fused score is on the eye score's scale: same impostor
+LFW fold 5 by ``models/training/eval_face.py``; the fused score is on the eye score's scale: same impostor
 mean and spread). Templates without a face embedding, and covered probes, use the eye score shifted
 by the difference of the two thresholds, so one threshold judges every template.
 
@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.calibration import calibrate, calibrate_fused
+from edge.embed import MANIFEST, FaceEmbedder, models_dir
 from edge.errors import ModelError
 from edge.match import Gallery, Match
 from edge.vision import facecrop
@@ -67,8 +69,6 @@ class FaceModel:
     """The face embedder, the mask check and the fusion rule, all from the installed manifest."""
 
     def __init__(self, cfg: Any, directory: Path | None = None) -> None:
-        from edge.embed import MANIFEST, FaceEmbedder, models_dir
-
         self.embedder = FaceEmbedder(cfg, directory)
         where = (directory or models_dir()) / MANIFEST
         try:
@@ -120,8 +120,6 @@ def thresholds(src: tuple[list[str], np.ndarray], face_rows: np.ndarray | None, 
                eye_model: Any, match_cfg: Any) -> Thresholds:
     """The site calibration of both scores for one gallery (``Vault.gallery`` and ``face_gallery``):
     the one rule the gate, ``maskgate identify`` and ``diag vault`` decide with."""
-    from edge.calibration import calibrate, calibrate_fused
-
     eye = calibrate(*src, eye_model, match_cfg)
     fused = None
     if model is not None and face_rows is not None and not match_cfg.threshold:

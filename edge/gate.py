@@ -12,6 +12,9 @@
 
 Every decision is an event with a reason a technician can read; any exception inside a loop turn
 becomes a denial with the door locked. Time is the frame's own clock, so a replay behaves as live.
+
+Why one module of over 500 lines: the state machine is one class whose states share the approach
+being judged; ``build`` and ``replay`` beside it are the two ways a gate is put together.
 """
 
 from __future__ import annotations
@@ -25,11 +28,23 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edge import claim as claims
+from edge import fusion, liveness
+from edge.access import Rules
+from edge.audit import AuditLog
+from edge.calibration import calibrate
 from edge.camera import Frame, frames
 from edge.camera.replay import ReplaySource
-from edge.config import Config, VisionConfig
+from edge.clock import Clock, FixedClock
+from edge.config import Config, VisionConfig, replace
+from edge.display.follow import attach
+from edge.door import open_door
+from edge.embed import Embedder
 from edge.errors import MaskgateError
+from edge.fusion import FaceProbe
+from edge.lifecycle import audit_door_events
 from edge.match import Gallery, Match, cosine, decide, gate_threshold
+from edge.vault import Vault
 from edge.vision import geometry, landmarks
 from edge.vision.landmarks import Face
 
@@ -42,7 +57,7 @@ MAX_YAW_DEG, MAX_PITCH_DEG = 15.0, 20.0
 # The embeddings before and after the challenge must agree this well (cosine of their means). Lower
 # than the match threshold on purpose: one person's eye region changes with expression (squint, raised
 # brows) within seconds, and a face swapped in mid-approach is also caught by the fused search, whose
-# mean over both halves an intruder's own frames drag down. Set from scripts/eval_gate.py figures.
+# mean over both halves an intruder's own frames drag down. Set from evaluation/eval_gate.py figures.
 AGREEMENT_MIN = 0.3
 # Frames of patience while collecting embeddings before giving up on an approach.
 COLLECT_PATIENCE = 45
@@ -83,6 +98,7 @@ class _Approach:
     steps: list[str] = field(default_factory=list)
     session: Any = None
     faces: list[Any] = field(default_factory=list)   # edge.fusion.FaceProbe of each embedded frame
+    waiting: float | None = None   # claim mode: since when the face waits for a card or PIN
 
 
 class Gate:
@@ -116,9 +132,6 @@ class Gate:
         self._limits: Any = None   # edge.fusion.Thresholds of the gallery, with a face model
         self._gallery = Gallery([], np.zeros((0, 1), np.float32))
         # Who may enter when (edge.access), judged by a clock the gate can trust (edge.clock).
-        from edge.access import Rules
-        from edge.clock import Clock
-
         self.rules = Rules(cfg.access)
         self.clock = clock or Clock()
         self._clock_alarm: str | None = None
@@ -153,8 +166,6 @@ class Gate:
 
     def _verify_claim(self, t: float, a: _Approach, same: float) -> None:
         """The face against the claimed person only (edge.claim.judge), at the one-person threshold."""
-        from edge import claim as claims
-
         j = claims.judge(self._claim, self.vault, np.stack(a.before + a.after), self.embedder,
                          self.cfg.match, self._name)
         if j.match is not None:
@@ -229,6 +240,8 @@ class Gate:
                 return self._abandon(t, "face left before the challenge")
             self._collect(frame, face, a.before, a)
             if len(a.before) >= self.cfg.match.frames:
+                if self.cfg.match.mode == "claim" and self._claim is None:
+                    return self._wait_for_claim(t, a)
                 self._start_challenge(t, a)
             return
         if self.state == "challenge":
@@ -271,15 +284,24 @@ class Gate:
         if vec is not None:
             into.append(self.vault.protect(vec) if self.vault is not None else vec)
             if self.face_model is not None and self.vault is not None:   # the whole face, same frames
-                from edge.fusion import FaceProbe
-
                 fp = self.face_model.probe(frame.image, face.landmarks)
                 e = None if fp.embedding is None else self.vault.protect_face(fp.embedding)
                 a.faces.append(FaceProbe(e, fp.covered))
 
-    def _start_challenge(self, t: float, a: _Approach) -> None:
-        from edge import liveness
+    def _wait_for_claim(self, t: float, a: _Approach) -> None:
+        """Claim mode, a face and no card or PIN yet: ask for one before the challenge (answering a
+        challenge the gate then refuses for want of a card wastes the resident's time). The latest
+        frames are kept, so the challenge starts at once when the card comes."""
+        n = self.cfg.match.frames
+        del a.before[:-n]
+        del a.faces[:-n]
+        if a.waiting is None:
+            a.waiting = t
+            self.emit(t, "waiting", on="claim")
+        elif t - a.waiting > self.cfg.claim.timeout_s:
+            self._deny(t, "no card or PIN presented (match.mode = claim)")
 
+    def _start_challenge(self, t: float, a: _Approach) -> None:
         a.steps = list(self.fixed_challenges) if self.fixed_challenges else \
             liveness.draw_sequence(self.cfg.liveness, self.rng, self._last_steps)
         self._last_steps = a.steps
@@ -297,14 +319,10 @@ class Gate:
             self._gallery_src = src
             self._gallery = Gallery(*src)
             if self.face_model is not None:  # the same rule as identify and diag vault
-                from edge import fusion
-
                 self._limits = fusion.thresholds(src, self.vault.face_gallery(self.face_model.space),
                                                  self.face_model, self.embedder, self.cfg.match)
                 cal = self._limits.eye
             else:
-                from edge.calibration import calibrate
-
                 cal = calibrate(*src, self.embedder, self.cfg.match)
             self.threshold = cal.threshold
             if cal.separates and cal.model_reached:
@@ -336,7 +354,6 @@ class Gate:
         """Eye region alone, or fused with the whole face when the approach showed its lower face."""
         if self.face_model is None or self.vault is None:
             return gallery.search(probes), self.threshold, "eye"
-        from edge import fusion
 
         return fusion.search(gallery, self._gallery_src, self.vault.face_gallery(self.face_model.space),
                              probes, a.faces, self.face_model, self._limits)
@@ -429,7 +446,7 @@ class Gate:
         self._indicate("idle")
 
     def _indicate(self, *patterns: str) -> None:
-        """The LED / buzzer (README, "Door"): a steady state, then a one-off pattern over it. "idle"
+        """The LED / buzzer (docs/installer.md, "LED and buzzer"): a steady state, then a one-off pattern over it. "idle"
         shows the fault pattern while the audit log cannot be written."""
         for p in patterns:
             if p == "idle" and getattr(self.audit, "failing", False) is True:
@@ -484,9 +501,6 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
     why on every approach, and grants nobody (the exit button and alternative entry still work), and
     the vault file is left exactly as it was.
     """
-    from edge.embed import Embedder
-    from edge.vault import Vault
-
     faults = []
     embedder = vault = None
     try:
@@ -497,7 +511,6 @@ def build(cfg: Config, state: Path, door: Any, audit: Any, emit: Emit, challenge
         vault = Vault.open(state, cfg.vault)
     except MaskgateError as e:
         faults.append(str(e))
-    from edge import fusion
 
     face_model = fusion.load(cfg.embed) if embedder is not None else None
     stale = vault.stale_for(embedder.space) if vault is not None and embedder is not None else None
@@ -520,28 +533,18 @@ def replay(video: Path, cfg: Config, state: Path, emit: Emit, challenges: list[s
     ``at`` (a local ``datetime``): the recording starts then, and the access rules are judged by that
     clock, trusted (``replay --at``); without it, by this machine's clock as the gate would.
     """
-    from edge.audit import AuditLog
-    from edge.config import replace
-    from edge.door import open_door
-    from edge.lifecycle import audit_door_events
-
     card = None
     if claim is not None:
-        from edge import claim as claims
-
         card = claims.card(claim, source="replay")  # a bad number fails before the video is opened
     source = ReplaySource(video, realtime=display is not None)   # a screen is watched at the clip's pace
     state.mkdir(parents=True, exist_ok=True)
     audit = AuditLog(state, cfg.audit)
     door = open_door(replace(cfg, "door", backend="mock").door)
     audit_door_events(door, audit)
-    from edge.clock import FixedClock
 
     gate = build(cfg, state, door, audit, emit, challenges=challenges,
                  clock=FixedClock(at) if at is not None else None)
     if display is not None:
-        from edge.display.follow import attach
-
         attach(gate, cfg, door, display)
     if card is not None:
         gate.present(card)

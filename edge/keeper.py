@@ -9,7 +9,6 @@ hangs or is compromised cannot hold the relay on, and the exit button, the alter
 the alarms keep working while the gate restarts.
 
 The protocol is one JSON object per line each way::
-
     {"op": "grant"}                      -> {"ok": true, "relay": "on", "extended": false}
     {"op": "grant", "card": "123456"}    -> {..., "wiegand": "sent"}   ([door] mode wiegand / both)
     {"op": "lock", "reason": "denied"}   -> {"ok": true, "relay": "off"}
@@ -22,8 +21,12 @@ the service user can enter: whoever can connect can unlock, exactly as whoever c
 Fail secure inside the keeper: every catchable signal drives the relay off before anything else and
 then stops the keeper (systemd's ``Restart=always`` brings it back); SIGKILL and native crashes are
 covered by the unit's ``ExecStopPost=maskgate door-keeper --relay-off``, which opens the lines again
-and drives the relay off, and by the external pull-down on the relay line (README, "Wiring").
+and drives the relay off, and by the external pull-down on the relay line (docs/installer.md, "Wiring").
 The keeper writes its own door events to the audit log, under the log's cross-process lock.
+
+Why one module of over 500 lines: the server, its client (``KeeperDoor``, what the gate holds) and
+the start-up of a keeper by ``maskgate run`` speak one protocol; kept together, a change to a
+request cannot miss its other end.
 """
 
 from __future__ import annotations
@@ -42,9 +45,14 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
-from edge import __version__
+from edge import __version__, privacy
+from edge.audit import AuditLog
 from edge.config import Config
+from edge.door import open_door
 from edge.errors import DoorError
+from edge.lifecycle import Notifier, audit_door_events
+from edge.wiegand import WiegandError
+from edge.wiegand_out import WiegandOut
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +111,6 @@ class Keeper:
     """Serves unlock requests for one door; see the module docstring for the rules it keeps."""
 
     def __init__(self, cfg: Config, state: Path, path: Path | None = None, pin_factory: Any = None) -> None:
-        from edge.audit import AuditLog
-        from edge.door import open_door
-        from edge.lifecycle import audit_door_events
-
         self.cfg = cfg
         self.state = Path(state)
         self.path = path or socket_path(cfg, state)
@@ -124,8 +128,6 @@ class Keeper:
         """The D0/D1 lines to an access panel (edge.wiegand_out) when ``door.mode`` sends frames."""
         if self.cfg.door.mode == "relay":
             return None
-        from edge.wiegand import WiegandError
-        from edge.wiegand_out import WiegandOut
 
         try:
             return WiegandOut(self.cfg.door, pin_factory=pin_factory)
@@ -276,12 +278,9 @@ class Keeper:
 
 def serve(cfg: Config, state: Path, path: Path | None = None) -> int:
     """``maskgate door-keeper``: own the door until a signal; relay off whatever happens."""
-    from edge import privacy
-
     if logging.getLogger().getEffectiveLevel() > logging.INFO:
         logging.getLogger("edge").setLevel(logging.INFO)  # door events belong in the journal
     privacy.install()  # no frame ever comes here, and no IP socket either
-    from edge.lifecycle import Notifier
 
     notifier = Notifier()
     keeper = Keeper(cfg, state, path)
@@ -300,9 +299,6 @@ def serve(cfg: Config, state: Path, path: Path | None = None) -> int:
 def relay_off(cfg: Config, state: Path) -> int:
     """``maskgate door-keeper --relay-off`` (the unit's ``ExecStopPost=``): the keeper is gone, maybe
     killed mid-pulse, so open the lines again, drive the relay off and release it; say so in the log."""
-    from edge.audit import AuditLog
-    from edge.door import open_door
-
     path = socket_path(cfg, state)
     lock = path.with_name(path.name + ".lock")
     if lock.exists():

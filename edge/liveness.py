@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 STEPS = ("blink", "turn-left", "turn-right")
 
-# ---- timing and thresholds (measured on the LivePortrait clips; see scripts/eval_liveness.py) ----
+# ---- timing and thresholds (measured on the LivePortrait clips; see evaluation/eval_liveness.py) ----
 BASELINE_S = 0.4          # frontal, eyes-open frames gathered before the first prompt
 FRONTAL_DEG = 15.0        # the baseline only counts frames this close to the camera's axis
 BLINK_DIP = 0.6           # both eyes' EAR below this fraction of the baseline: closed
@@ -64,7 +64,7 @@ def sequences(cfg: LivenessConfig) -> list[tuple[str, ...]]:
     """Every sequence the config can ask for; a replayed recording answers one of them by chance.
 
     With ``require_blink`` (the default) only sequences holding a blink: a turn alone can be faked by a
-    print curled round a cylinder and turned the asked way, a blink cannot (scripts/eval_liveness.py).
+    print curled round a cylinder and turned the asked way, a blink cannot (evaluation/eval_liveness.py).
     """
     every = list(itertools.product(cfg.challenges, repeat=cfg.steps))
     if cfg.require_blink and "blink" in cfg.challenges:
@@ -328,6 +328,11 @@ class ChallengeSession:
     @property
     def step(self) -> str | None:
         return self.steps[self._step] if 0 <= self._step < len(self.steps) else None
+
+    @property
+    def prompt_t(self) -> float | None:
+        """Frame time of the first prompt (None before it): what an answer's latency is measured from."""
+        return self._prompt_t
 
     def unanswered(self, last_t: float) -> Verdict:
         """The verdict on a recording that ended (at ``last_t``) before the session reached one; it

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -125,8 +127,6 @@ def gate_threshold(people: int, model: Any, cfg: Any) -> tuple[float, bool]:
     ``tail``; a missing one counts as 1.0, which lets nobody in) and the ``[match]`` config."""
     base = float(getattr(model, "threshold", 1.0))
     if cfg.threshold and cfg.threshold < base and not getattr(cfg, "allow_lower_threshold", False):
-        from edge.errors import ConfigError
-
         raise ConfigError(f"match.threshold = {cfg.threshold:g} is below the model's calibrated {base:.3f}: "
                           f"strangers would be let in more often than the model card says; remove it, or "
                           f"set match.allow_lower_threshold = true if that is meant")

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edge import __version__
+from edge.config import tomllib
 from edge.errors import ConfigError, MaskgateError
+from edge.events import follow, gate_name
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +47,6 @@ class MqttError(MaskgateError):
 
 def read_credentials(path: Path, check_owner: bool = True) -> tuple[str, str] | None:
     """(username, password) from a root-only TOML file; None when the file is absent (no login)."""
-    from edge.config import tomllib
-
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -177,8 +177,6 @@ class Bridge:
 def run(cfg: Any, say: Callable[[str], None], stop: threading.Event | None = None) -> int:
     """``maskgate mqtt``: until SIGTERM, every event stream line to the broker; 0 on a clean stop.
     ``say`` hears the one line naming the socket, the broker and the login (the command prints it)."""
-    from edge.events import follow, gate_name
-
     m = cfg.mqtt
     if not m.host:
         raise ConfigError("the MQTT bridge needs [mqtt] host (the broker's address) in the config")

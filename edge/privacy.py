@@ -28,7 +28,7 @@ What it covers, and how:
 Not covered in-process, by design of Python: ``os.write`` on a raw descriptor, other native code
 (MediaPipe, FFmpeg, the TFLite runtime), and child processes (spawning one is logged, not
 refused). These are covered from outside: ``tests/test_privacy.py`` runs the gate under
-``strace -f`` and ``scripts/measure_privacy.py`` counts every byte written (see PRIVACY.md).
+``strace -f`` and ``evaluation/measure_privacy.py`` counts every byte written (see PRIVACY.md).
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def _number_run(data: bytes) -> int | None:
 def image_traces(data: bytes) -> list[str]:
     """What in ``data`` (a whole file or stream) looks like image or video data; empty when none.
 
-    Used by the tests and ``scripts/measure_privacy.py`` on everything the gate wrote.
+    Used by the tests and ``evaluation/measure_privacy.py`` on everything the gate wrote.
     """
     found = []
     kind = media_kind(data[:SNIFF_BYTES])

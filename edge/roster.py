@@ -32,9 +32,16 @@ from pathlib import Path
 from typing import Any
 
 from edge.errors import VaultError
-from edge.files import exclusive
-from edge.vault import (Person, Vault, _read, atomic_write, decode_records, encode_records,
-                        seal_signed, sealed_target)
+from edge.files import atomic_write, exclusive
+from edge.vault import (
+    Person,
+    Vault,
+    decode_records,
+    encode_records,
+    read_or_none,
+    seal_signed,
+    sealed_target,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +85,7 @@ class Change:
 # ---------------------------------------------------------------- the station's side
 
 def _json_file(path: Path) -> dict:
-    raw = _read(path)
+    raw = read_or_none(path)
     if raw is None:
         return {}
     try:
@@ -232,7 +239,7 @@ def import_file(path: Path, vault: Vault, state: Path, cfg: Any, audit: Any, mod
     """Open, check and apply one roster file, auditing the outcome either way."""
     where = str(path)
     try:
-        data = _read(Path(path))
+        data = read_or_none(Path(path))
         if data is None:
             raise RosterError(f"{path}: no such roster file")
         roster = open_roster(data, vault, where)

@@ -22,22 +22,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edge import __version__
+from edge import __version__, claim, events, gate, keeper, privacy
 from edge.audit import AuditLog
+from edge.camera import open_source
 from edge.config import Config
+from edge.display.follow import attach
 from edge.door import Door
 from edge.errors import CameraError, MaskgateError
 from edge.lifecycle import Notifier, install_signal_handlers, restore_signal_handlers
+from edge.liveness import make_prompter
+from edge.vision import landmarks
 
 log = logging.getLogger(__name__)
 
 
 def _install_privacy() -> None:
-    try:
-        from edge import privacy
-    except ImportError:
-        log.warning("edge.privacy is not installed: the no-network / no-image-write guard is off")
-        return
     privacy.install()
 
 
@@ -49,15 +48,10 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
     on every approach (edge.gate.build). None only when the gate itself cannot be made.
     """
     try:
-        from edge import gate
-        from edge.liveness import make_prompter
-
         g = gate.build(cfg, state, door, audit, emit, prompter=make_prompter(cfg, door=door))
-        from edge.display.follow import attach
-
         attach(g, cfg, door)
         return g
-    except (MaskgateError, ImportError) as e:
+    except MaskgateError as e:
         reason = str(e)
     log.error("no decisions: %s; the door stays locked (exit button and alternative entry still work)",
               reason)
@@ -68,8 +62,6 @@ def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
 
 def _event_stream(cfg: Config, door: Door) -> Any:
     """The local event stream (edge.events), fed by the door; None when off or it cannot be served."""
-    from edge import events
-
     stream = events.serve(cfg.events, snapshot=events.door_snapshot(door))
     if stream is not None:
         door.on_event(stream.publish)
@@ -87,8 +79,6 @@ def _open_claim_reader(cfg: Config, gate: Any, audit: AuditLog) -> Any:
     if gate is None or cfg.claim.reader == "none":
         return None
     try:
-        from edge import claim
-
         reader = claim.open_reader(cfg, gate.present, gate.vault)
         log.info("claim reader: %s", reader.name)
         return reader
@@ -108,8 +98,6 @@ def _wait(stop: threading.Event, seconds: float, notifier: Notifier) -> None:
 
 def _loop(cfg: Config, landmarker: Any, gate: Any, door: Door, audit: AuditLog, notifier: Notifier,
           stop: threading.Event) -> None:
-    from edge.camera import open_source
-
     delay, failures = cfg.service.retry_initial_s, 0
     audit_fault = False
     while not stop.is_set():
@@ -171,13 +159,9 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
                      camera=cfg.camera.source)
         # The door keeper owns the pins and times every pulse (edge/keeper.py): nothing that
         # happens to this process can hold the relay on. It records the door's events itself.
-        from edge import keeper
-
         door = keeper.connect(cfg, state, config_path)
         install_signal_handlers(stop, door)  # now the handler can drive the relay off first
         stream = _event_stream(cfg, door)  # door changes: the keeper's, watched through its status
-        from edge.vision import landmarks
-
         with landmarks.for_video(cfg.vision) as landmarker:
             gate = _make_gate(cfg, state, door, audit, lambda ev: _log_and_publish(ev, stream))
             reader = _open_claim_reader(cfg, gate, audit)

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.display.i18n import LANGUAGES, translator
 from edge.display.messages import SPOKEN
+from edge.embed import models_dir
 from edge.errors import MaskgateError
 
 log = logging.getLogger(__name__)
@@ -71,8 +73,6 @@ TONES = {
 
 def sounds_dir() -> Path:
     """Where the rendered prompts live: ``$MASKGATE_MODELS/sounds`` (the unit sets MASKGATE_MODELS)."""
-    from edge.embed import models_dir
-
     return models_dir() / "sounds"
 
 
@@ -83,8 +83,6 @@ def prompt_path(language: str, key: str, base: Path | None = None) -> Path:
 def render(out: Path, languages: tuple[str, ...] | None = None) -> list[Path]:
     """Every spoken prompt (:data:`edge.display.messages.SPOKEN`) in every language as a WAV under
     ``out/<language>/<key>.wav``, through espeak-ng at full level (the player applies the volume)."""
-    from edge.display.i18n import LANGUAGES, translator
-
     espeak = shutil.which("espeak-ng")
     if espeak is None:
         raise SoundError("spoken prompts need espeak-ng to render them (apt install espeak-ng)")

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge.audit import record
+from edge import audit_query, diag, roster
+from edge.audit import LOG_NAME, record
 from edge.errors import MaskgateError, VaultError
 from edge.files import atomic_write
 from edge.vault import Vault
@@ -113,8 +114,6 @@ def check_request(data: bytes, trusted: list[str], public_key: str, now: float |
 # ---------------------------------------------------------------- the gate's side
 
 def _rosters(folder: Path, vault: Any, state: Path, audit: Any, model_space: str | None, outcome: Outcome) -> None:
-    from edge import roster
-
     mine: list[tuple[Path, Any]] = []
     for path in sorted(folder.glob("*" + roster.SUFFIX)):
         try:
@@ -147,21 +146,6 @@ def _rosters(folder: Path, vault: Any, state: Path, audit: Any, model_space: str
         outcome.imported.append({"file": path.name, **roster.change_dict(change)})
 
 
-class _Collect:
-    """An ``Output`` that keeps ``diag``'s JSON lines for the stick."""
-
-    json = True
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def event(self, obj: dict[str, Any], text: str | None = None) -> None:
-        self.lines.append(json.dumps(obj, separators=(", ", ": ")))
-
-    def text(self, line: str) -> None:
-        pass
-
-
 def write_to_stick(path: Path, data: bytes) -> None:
     try:
         atomic_write(path, data, 0o644)
@@ -171,19 +155,15 @@ def write_to_stick(path: Path, data: bytes) -> None:
 
 
 def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -> Path:
-    from edge import audit_query
-    from edge.audit import LOG_NAME
-    from edge.commands import diag
-
     dest = folder / OUT / vault.public_key()[:16]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsbError(f"{dest}: cannot write to the stick: {e.strerror}") from None
     write_to_stick(dest / "pubkey.txt", f"{vault.public_key()}\n".encode())
-    collect = _Collect()
-    diag.run_checks(list(DIAG_CHECKS), cfg, state, collect)
-    write_to_stick(dest / "diag.jsonl", "".join(line + "\n" for line in collect.lines).encode())
+    ctx = diag.Context(cfg, state)
+    lines = [json.dumps(diag.run_one(name, ctx).as_dict(), separators=(", ", ": ")) for name in DIAG_CHECKS]
+    write_to_stick(dest / "diag.jsonl", "".join(line + "\n" for line in lines).encode())
     rows = audit_query.select(state / LOG_NAME, audit_query.Query())
     write_to_stick(dest / "audit.jsonl", audit_query.to_jsonl(rows))
     write_to_stick(dest / "audit.csv", audit_query.to_csv(rows))
@@ -193,7 +173,7 @@ def _report(folder: Path, vault: Any, cfg: Any, state: Path, outcome: Outcome) -
 def process(stick: Path, cfg: Any, state: Path) -> Outcome:
     """``maskgate usb DIR``: rosters in, and with a signed request the report out; what was imported,
     refused and skipped (``Outcome.refused`` not empty: the command exits 1)."""
-    from edge.embed import installed_space  # here: edge.embed brings OpenCV, which --check-request need not load
+    from edge.embed import installed_space  # lazy: edge.embed brings OpenCV, which --check-request need not
 
     folder = Path(stick) / FOLDER
     if not folder.is_dir():

@@ -16,7 +16,7 @@ rate a reader uses; the sender (Wiegand out to a panel) pulses 50 us, 2 ms apart
 
 Lines: gpiozero on a Raspberry Pi (its MockFactory in tests and for ``door.backend = "mock"``), or
 libgpiod v2 (``gpiod``) with kernel edge timestamps on any other Linux gpiochip, as edge.door.
-The reader's 5 V lines need a level shifter or divider to the 3.3 V GPIO (README, "Claim mode").
+The reader's 5 V lines need a level shifter or divider to the 3.3 V GPIO (docs/installer.md, "A card reader").
 """
 
 from __future__ import annotations

@@ -120,6 +120,7 @@ rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt"
 stamp "maskgate installed in rootfs"
 if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then
   cp -a "$repo/models" "$root/opt/maskgate/models"
+  rm -rf "$root/opt/maskgate/models/training"   # the recipe stays in the repository: a gate carries what it runs
 fi
 # The spoken prompts (sound.spoken), rendered on the host (espeak-ng under emulation is slow and would
 # be one more package in the image) into the image's $MASKGATE_MODELS/sounds; tones need nothing.

@@ -69,6 +69,7 @@ run "${pip[@]}" install --no-deps --force-reinstall "$repo"
 if [ -d "$repo/models" ]; then
   run rm -rf "$prefix/models.new"
   run cp -r "$repo/models" "$prefix/models.new"
+  run rm -rf "$prefix/models.new/training"   # the recipe stays in the repository: a gate carries what it runs
   run rm -rf "$prefix/models"
   run mv "$prefix/models.new" "$prefix/models"
 fi
@@ -99,6 +100,6 @@ if [ "$dry" = 1 ] || [ -f "$config" ]; then
     say "started; follow it with: journalctl -u maskgate -f"
   fi
 else
-  say "installed; no $config yet: write /etc/maskgate/maskgate.toml (README), then" \
+  say "installed; no $config yet: write /etc/maskgate/maskgate.toml (docs/installer.md), then" \
       "run /usr/local/sbin/maskgate-firstboot --boot-config /etc/maskgate/maskgate.toml && systemctl start maskgate"
 fi

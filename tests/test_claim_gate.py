@@ -67,7 +67,8 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return state
 
 
-def run(state: Path, clip: list, cfg: Config = CLAIM, claim=None, gate_hook=None) -> tuple[Gate, Events]:
+def run(state: Path, clip: list, cfg: Config = CLAIM, claim=None, gate_hook=None,
+        on_wait=None) -> tuple[Gate, Events]:
     events = Events()
     door = open_door(cfg.door)
     gate = build(cfg, state, door, None, events, challenges=["blink"])
@@ -79,6 +80,9 @@ def run(state: Path, clip: list, cfg: Config = CLAIM, claim=None, gate_hook=None
     try:
         for frame, faces in clip:
             gate.process(frame, faces)
+            if on_wait is not None and events.of("waiting"):
+                gate.present(on_wait)   # the resident takes out the card once asked for it
+                on_wait = None
     finally:
         gate.close()
         door.close()
@@ -128,9 +132,21 @@ def test_unknown_card_or_none_is_denied(state: Path, demo_footage: list) -> None
     d = first(ev)
     assert not d["granted"] and d["reason"] == "unknown card" and d["claim"] == "card 9999"
     assert not any(e["granted"] for e in ev.of("decision")) and not ev.of("door")
-    gate, ev = run(state, demo_footage)
+    gate, ev = run(state, demo_footage, cfg=replace(CLAIM, "claim", timeout_s=1.0))
     assert first(ev)["reason"] == "no card or PIN presented (match.mode = claim)"
     assert not any(e["granted"] for e in ev.of("decision"))
+    # no challenge asked of a face that no card came with: the gate waited for one, then said so
+    wait = ev.of("waiting")[0]
+    assert wait["on"] == "claim" and first(ev)["t"] - wait["t"] >= 1.0
+    assert not [e for e in ev.of("challenge") if e.get("step")]
+
+
+def test_a_card_shown_while_the_gate_waits_starts_the_challenge(state: Path, demo_footage: list) -> None:
+    gate, ev = run(state, demo_footage, on_wait=claims.card(DEMO_CARD))
+    kinds = [e["event"] for e in ev]
+    assert kinds.index("waiting") < kinds.index("claim") < kinds.index("challenge")
+    d = first(ev)
+    assert d["granted"] and d["who"] == "Demo Person" and d["claim"] == f"card {DEMO_CARD}"
 
 
 def test_the_other_person_with_the_demo_persons_card_is_denied(state: Path, d18_footage: list) -> None:
@@ -300,7 +316,7 @@ def test_claim_mode_screens_ask_for_the_card_and_say_what_went_wrong(state: Path
     from edge.display.messages import Screen
     from edge.display.render import Renderer
 
-    cfg = replace(replace(CLAIM, "sound", enabled=False), "display", language="zh_CN")
+    cfg = replace(replace(replace(CLAIM, "sound", enabled=False), "display", language="zh_CN"), "claim", timeout_s=1.0)
     draw = Renderer(Screens.size, "zh_CN", translator("zh_CN"))
 
     def seen(clip: list, claim=None) -> list[bytes]:
@@ -315,7 +331,9 @@ def test_claim_mode_screens_ask_for_the_card_and_say_what_went_wrong(state: Path
         return shown.index(img)
 
     shown = seen(demo_footage)
-    assert at(shown, Screen("claim")) < at(shown, Screen("checking")) < at(shown, Screen("denied", reason="claim_needed"))
+    # no card: "present your card" all along (no challenge is asked), then the denial in plain words
+    assert at(shown, Screen("claim")) < at(shown, Screen("denied", reason="claim_needed"))
+    assert draw.render(Screen("checking")).tobytes() not in shown
     assert draw.render(Screen("claim_read", reason="card")).tobytes() not in shown
     shown = seen(demo_footage, claims.card("9999"))
     assert at(shown, Screen("claim_read", reason="card")) < at(shown, Screen("denied", reason="card_unknown"))

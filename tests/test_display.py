@@ -112,12 +112,12 @@ def test_demo_tour_holds_every_screen() -> None:
 @needs_cjk
 def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Path) -> None:
     """docs/screens holds a screenshot of every screen of the tour in each language, and each is what
-    the renderer draws today (python scripts/screenshots.py regenerates them)."""
+    the renderer draws today (python docs/screens/render.py regenerates them)."""
     import importlib.util
 
     from PIL import Image
 
-    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "scripts" / "screenshots.py")
+    spec = importlib.util.spec_from_file_location("screenshots", ROOT / "docs" / "screens" / "render.py")
     shots = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(shots)
     assert shots.main(["--out", str(tmp_path)]) == 0
@@ -133,7 +133,7 @@ def test_screenshots_are_current_for_every_screen_in_both_languages(tmp_path: Pa
         if not kept.is_file() or not np.array_equal(np.asarray(Image.open(kept).convert("RGB")),
                                                     np.asarray(Image.open(tmp_path / n).convert("RGB"))):
             stale.append(n)
-    assert not stale, f"run python scripts/screenshots.py: {stale}"
+    assert not stale, f"run python docs/screens/render.py: {stale}"
 
 
 @needs_cjk
@@ -224,7 +224,9 @@ def test_claim_mode_asks_for_the_card_first_and_says_it_was_read() -> None:
     f.frame(0.0, [], "idle")
     assert shown[-1] == Screen("claim")
     f.event({"t": 0.5, "event": "tracking"})                 # a face, but no card yet: say what is needed
-    assert f.player == ["say:claim"] and shown[-1] == Screen("checking")
+    assert f.player == ["say:claim"] and shown[-1] == Screen("claim")
+    f.event({"t": 0.7, "event": "waiting", "on": "claim"})   # the gate holds the challenge for the card
+    assert shown[-1] == Screen("claim")
     f.event({"t": 0.9, "event": "decision", "granted": False, "who": None, "score": None,
              "reason": "no card or PIN presented (match.mode = claim)"})
     assert shown[-1] == Screen("denied", reason="claim_needed")

@@ -189,7 +189,8 @@ def test_denied_pattern_beeps_three_times(factory):
     door.indicate("denied")
     assert wait_for(lambda: door.status()["pattern"] == "idle" and len(buzzer.states) >= 7, 3)
     assert [s.state for s in buzzer.states] == [False, True, False, True, False, True, False]
-    assert all(s.timestamp == pytest.approx(0.15, abs=0.06) for s in buzzer.states[2::2])
+    # each beep 0.15 s: a sleep never ends early, and a loaded machine may wake the thread late
+    assert all(0.13 <= s.timestamp <= 0.45 for s in buzzer.states[2::2]), [s.timestamp for s in buzzer.states]
     with pytest.raises(ValueError):
         door.indicate("party")
     door.close()
@@ -244,7 +245,7 @@ def test_gpiozero_on_a_board_that_is_not_a_pi_says_what_to_do(monkeypatch):
 
 def test_gpiod_backend_reports_a_clear_error_without_hardware():
     """Where libgpiod's bindings are missing the error says how to install them; where they exist
-    but the chip does not, it names the chip. (No gpio-sim here: see README, "Door".)"""
+    but the chip does not, it names the chip. (No gpio-sim here: see docs/installer.md, "On a Jetson".)"""
     with pytest.raises(DoorError) as e:
         open_door(DoorConfig(backend="gpiod", gpiochip="/dev/gpiochip-missing"))
     assert "gpiod" in str(e.value) and "\n" not in str(e.value)

@@ -48,6 +48,15 @@ def test_pi_plan() -> None:
     fb = step(lines, r"^/usr/local/sbin/maskgate-firstboot --boot-config /boot/firmware/maskgate.toml$")
     start = step(lines, r"^systemctl restart maskgate.service$")
     assert apt and venv < req < mp < pkg < wrapper < units < min(usb) and max(usb) < enable < fb < start
+    # the models go to the gate without the training recipe beside them (models/training stays in the repo)
+    copy = step(lines, r"^cp -r \S+/models /opt/maskgate/models.new$")
+    drop = step(lines, r"^rm -rf /opt/maskgate/models.new/training$")
+    assert copy < drop < step(lines, r"^mv /opt/maskgate/models.new /opt/maskgate/models$")
+
+
+def test_image_leaves_the_training_recipe_out() -> None:
+    image = (ROOT / "scripts/build-image.sh").read_text()
+    assert image.index('cp -a "$repo/models"') < image.index('rm -rf "$root/opt/maskgate/models/training"')
 
 
 def test_jetson_and_generic_plans_have_no_pi_packages() -> None:

@@ -204,7 +204,7 @@ def test_the_demo_gate_chimes_through_alsa_and_runs_silently_without_it(alsa: Pa
                                                                         caplog: pytest.LogCaptureFixture) -> None:
     """The real demo (enrolment, gate, blink, grant) with sound on: ALSA last received the granted chime.
     Then with no ALSA device: the same demo grants, and the speaker costs one log line."""
-    from edge import gate
+    from edge.commands.demo import demo
 
     class Quiet:
         json = True
@@ -220,7 +220,7 @@ def test_the_demo_gate_chimes_through_alsa_and_runs_silently_without_it(alsa: Pa
     cfg = replace(Config(), "sound", volume=0.8)
     fb = tmp_path / "fb"   # the demo's screens go to a file-backed framebuffer
     fb.write_bytes(b"\0" * (64 * 48 * 2))
-    assert gate.demo(cfg, Quiet(), display=FramebufferDisplay(str(fb), 64, 48, 16)) == 0
+    assert demo(cfg, Quiet(), display=FramebufferDisplay(str(fb), 64, 48, 16)) == 0
     got = np.frombuffer(alsa.read_bytes(), "<i2")
     want, rate = samples(sound.Player(cfg.sound).clip("granted"))
     assert_is(got, want, rate)
@@ -230,7 +230,7 @@ def test_the_demo_gate_chimes_through_alsa_and_runs_silently_without_it(alsa: Pa
     monkeypatch.setenv("ALSA_CONFIG_PATH", str(empty))
     alsa.unlink()
     with caplog.at_level(logging.INFO):
-        assert gate.demo(cfg, Quiet(), display=FramebufferDisplay(str(fb), 64, 48, 16)) == 0
+        assert demo(cfg, Quiet(), display=FramebufferDisplay(str(fb), 64, 48, 16)) == 0
     assert not alsa.exists()
     said = [r.getMessage() for r in caplog.records if r.name == "edge.sound"]
     assert len(said) == 1 and "silent" in said[0], said

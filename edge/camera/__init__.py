@@ -20,16 +20,16 @@ def open_source(cfg: CameraConfig) -> FrameSource:
     # lazy imports below: each backend brings its own libraries (picamera2 exists only on a Pi);
     # only the configured one is loaded
     if cfg.source == "replay":
-        from edge.camera.replay import ReplaySource, demo_clip
+        from edge.camera.replay import ReplaySource, demo_clip  # lazy, as the others
 
         return ReplaySource(cfg.path or demo_clip(), realtime=cfg.realtime, loop=cfg.loop, streams=True,
                             rotate=cfg.rotate)
     if cfg.source == "opencv":
-        from edge.camera.opencv import OpenCVSource
+        from edge.camera.opencv import OpenCVSource  # lazy
 
         return OpenCVSource(cfg.device, cfg.width, cfg.height, cfg.fps, rotate=cfg.rotate)
     if cfg.source == "picamera2":
-        from edge.camera.picam import PicameraSource
+        from edge.camera.picam import PicameraSource  # lazy: picamera2
 
         return PicameraSource(cfg.width, cfg.height, cfg.fps, rotate=cfg.rotate)
     raise CameraError(f"unknown camera source {cfg.source!r}")

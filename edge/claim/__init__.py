@@ -18,8 +18,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from edge.claim.credentials import ClaimError, normalise_card
+from edge.calibration import one_person_threshold
+from edge.claim.credentials import ClaimError, check_pin, normalise_card, pin_digests
+from edge.claim.keyboard import KeyboardReader, KeyEntry
+from edge.errors import ConfigError
 from edge.match import Gallery, Match, gate_threshold
+from edge.wiegand import WiegandReceiver
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +53,6 @@ def pin(digits: str, vault: Any, source: str = "") -> Claim:
     """A PIN claim: the digits hashed under every salt the vault's PINs use, then forgotten.
 
     Slow on purpose (Argon2id, about 0.1-1 s): readers call it on their own thread, not the gate's."""
-    from edge.claim.credentials import check_pin, pin_digests
-
     salts = vault.pin_salts() if vault is not None else set()
     try:
         check_pin(digits)
@@ -67,8 +69,6 @@ def claim_threshold(model: Any, match_cfg: Any, people: int = 1,
     rule (edge.calibration), never below the model's own for ``people``."""
     t = gate_threshold(people, model, match_cfg)[0]
     if site is not None and len(site[0]):
-        from edge.calibration import one_person_threshold
-
         t = max(t, one_person_threshold(site[0], site[1], model, match_cfg))
     return t
 
@@ -122,7 +122,6 @@ def open_reader(cfg: Any, present: Callable[[Claim], None], vault: Any, pin_fact
     ``claim.reader = "none"``. Has ``close()`` and ``name``."""
     import time
 
-    from edge.errors import ConfigError
 
     rc = cfg.claim
     if rc.reader == "none":
@@ -139,7 +138,6 @@ def open_reader(cfg: Any, present: Callable[[Claim], None], vault: Any, pin_fact
     if rc.reader == "keyboard":
         if not rc.device:
             raise ConfigError("claim.reader = \"keyboard\" needs claim.device (a /dev/input/by-id/... path)")
-        from edge.claim.keyboard import KeyboardReader
 
         return KeyboardReader(rc.device, lambda kind, digits: entry(kind, digits, "keyboard"))
     d0, d1 = rc.wiegand_d0_pin, rc.wiegand_d1_pin
@@ -148,8 +146,6 @@ def open_reader(cfg: Any, present: Callable[[Claim], None], vault: Any, pin_fact
     clash = {d0, d1} & _door_pins(cfg)
     if clash:
         raise ConfigError(f"claim.wiegand pins {sorted(clash)} are also [door] pins; give each its own GPIO")
-    from edge.claim.keyboard import KeyEntry
-    from edge.wiegand import WiegandReceiver
 
     keys = KeyEntry(plain="pin")   # a Wiegand keypad: digits then # (or * digits #) is a PIN
 

@@ -36,7 +36,7 @@ def roster_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"{len(roster.records)} people, sealed to {args.to.strip()[:16]}...")
         return 0
     if args.action == "import":
-        from edge.embed import installed_space  # here: edge.embed brings OpenCV, which status and export need not load
+        from edge.embed import installed_space  # lazy: edge.embed brings OpenCV, which status and export need not load
 
         change = import_file(Path(args.roster), vault, state, cfg, audit, installed_space(cfg.embed.model))
         out.event(change_dict(change), describe(change))

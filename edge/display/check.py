@@ -10,19 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge.display.backends import FramebufferDisplay, open_display
+from edge.display.i18n import translator
+from edge.display.messages import SPOKEN, Screen
+from edge.display.render import Renderer
 from edge.errors import MaskgateError
+from edge.liveness import gui_available
+from edge.sound import Player, prompt_path
 
 
 def check_display(cfg: Any) -> tuple[str, str, str]:
-    from edge.display.i18n import translator
-    from edge.display.messages import Screen
-    from edge.display.render import Renderer
-
     d = cfg.display
     problems: list[tuple[str, str]] = []
     if cfg.liveness.prompt == "window":
-        from edge.liveness import gui_available
-
         if not gui_available():
             problems.append(("liveness.prompt = \"window\" cannot open a window: this OpenCV is "
                              "opencv-python-headless", "set liveness.prompt = \"log\" and "
@@ -39,7 +39,6 @@ def check_display(cfg: Any) -> tuple[str, str, str]:
         return "warn", (f"display.backend = \"none\": residents see nothing (language {d.language}, "
                         f"font {renderer.font_path})"), \
             "set display.backend = \"framebuffer\" on a gate with a screen"
-    from edge.display.backends import FramebufferDisplay, open_display
 
     try:
         disp = open_display(d)
@@ -66,8 +65,6 @@ def check_sound(cfg: Any) -> tuple[str, str, str]:
     spoken prompts rendered at install time for the display's language."""
     import shutil
 
-    from edge.display.messages import SPOKEN
-    from edge.sound import Player, prompt_path
 
     s = cfg.sound
     if not s.enabled or s.volume <= 0:

@@ -1,5 +1,5 @@
 """The tour of ``maskgate demo --display``: after the demo's clip, every screen the clip cannot reach
-(denied, lockout, held open...) in turn (edge/commands/demo.py shows it; scripts/screenshots.py too)."""
+(denied, lockout, held open...) in turn (edge/commands/demo.py shows it; docs/screens/render.py too)."""
 
 from __future__ import annotations
 

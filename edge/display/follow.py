@@ -16,7 +16,13 @@ from typing import Any
 import numpy as np
 
 from edge.display import messages as M
+from edge.display.backends import open_display
+from edge.display.i18n import translator
 from edge.display.messages import Screen
+from edge.display.render import Renderer
+from edge.errors import MaskgateError
+from edge.liveness import timeout_for
+from edge.sound import Player
 from edge.vision import geometry, landmarks
 
 log = logging.getLogger(__name__)
@@ -62,7 +68,11 @@ class Follower:
         if kind == "tracking":
             if self.cfg.match.mode == "claim" and self._claim is None:
                 self._play("say:claim")   # the face alone will not do: say so while they look
-            self._set(Screen("checking"))
+                self._set(Screen("claim"))
+            else:
+                self._set(Screen("checking"))
+        elif kind == "waiting":   # claim mode: the gate holds the challenge until a card or PIN
+            self._set(self._idle())
         elif kind == "claim" and not ev.get("ignored"):
             if ev.get("expired"):
                 self._claim = None
@@ -139,8 +149,6 @@ class Follower:
 
     # ---- screens ----
     def _challenge(self, step: str, t: float) -> Screen:
-        from edge.liveness import timeout_for
-
         left = max(0, int(np.ceil(timeout_for(step, self.cfg.liveness) - (t - self._step_t))))
         return Screen("challenge", step=step, n=self._step_i, total=len(self._steps), seconds=left)
 
@@ -220,11 +228,6 @@ class Follower:
 
 def make_follower(cfg: Any, display: Any = None) -> Follower | None:
     """The follower for ``[display]`` and ``[sound]``; None when both are off."""
-    from edge.display.backends import open_display
-    from edge.display.i18n import translator
-    from edge.display.render import Renderer
-    from edge.sound import Player
-
     dcfg = cfg.display
     tr = translator(dcfg.language)
     player = Player(cfg.sound, dcfg.language)
@@ -240,8 +243,6 @@ def make_follower(cfg: Any, display: Any = None) -> Follower | None:
 def attach(gate: Any, cfg: Any, door: Any = None, display: Any = None) -> Follower | None:
     """Give ``gate`` its screen and sounds (and the door's alarms); a display that cannot be opened
     is logged and left out: residents lose the screen, not the gate."""
-    from edge.errors import MaskgateError
-
     try:
         follower = make_follower(cfg, display)
     except (MaskgateError, ImportError, OSError) as e:

@@ -20,7 +20,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from nacl.signing import SigningKey, VerifyKey
 
 from edge.errors import VaultError
-from edge.vault.format import VERSION, Keys, _read, _Record, decode_records
+from edge.vault.format import VERSION, Keys, read_or_none, _Record, decode_records
 
 BUNDLE_MAGIC = b"MGBUNDL\x00"
 BUNDLE_HEAD = struct.Struct(">8sH32s32s")  # magic, version, signer Ed25519 key, target X25519 key
@@ -98,7 +98,7 @@ def open_signed(data: bytes, keys: Keys, trusted: list[str], where: str = "bundl
 
 def read_signing_key(path: Path) -> bytes:
     """An installer's Ed25519 signing key file: 64 hex characters (``templates keygen``) or 32 raw bytes."""
-    raw = _read(path)
+    raw = read_or_none(path)
     if raw is None:
         raise VaultError(f"{path}: no such signing key file (make one with: maskgate templates keygen --out FILE)")
     if len(raw) == 32:

@@ -362,7 +362,8 @@ def unit_face_rows(faces: list[np.ndarray | None] | None, n: int) -> np.ndarray 
     return rows
 
 
-def _read(path: Path) -> bytes | None:
+def read_or_none(path: Path) -> bytes | None:
+    """A vault or bundle file's bytes; None when there is none yet (a new gate), VaultError otherwise."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
@@ -372,7 +373,7 @@ def _read(path: Path) -> bytes | None:
 
 
 def _read_key(path: Path) -> bytes | None:
-    raw = _read(path)
+    raw = read_or_none(path)
     if raw is None:
         return None
     if len(raw) != KEY_BYTES:

@@ -42,7 +42,7 @@ from edge.config import VaultConfig
 from edge.errors import VaultError
 from edge.files import atomic_write, exclusive, fsync_dir
 from edge.vault.bundles import open_bundle, open_signed, seal_signed
-from edge.vault.format import (FACE_DIM, HEADER, ID_RE, KEY_BYTES, MAX_DIM, MAX_TEXT, Consent, Keys, Person, _read,
+from edge.vault.format import (FACE_DIM, HEADER, ID_RE, KEY_BYTES, MAX_DIM, MAX_TEXT, Consent, Keys, Person, read_or_none,
                                _read_key, _Record, _seal, device_identity, encode_records, parse,
                                transform_matrix, unit_face_rows, unit_rows)
 
@@ -52,7 +52,7 @@ VAULT_FILE = "vault.bin"
 KEY_FILE = "device.key"
 NEXT_KEY_FILE = "device.key.next"  # a rekey in progress: becomes KEY_FILE once the vault is rewritten
 LOCK_FILE = "vault.lock"
-# A grant updates last-seen in memory at once but on flash at most this often (wear, see README).
+# A grant updates last-seen in memory at once but on flash at most this often (wear, see docs/administrator.md, "Retention").
 TOUCH_PERSIST_S = 12 * 3600.0
 DAY_S = 86400.0
 
@@ -108,7 +108,7 @@ class Vault:
         """The device key; finishes or rolls back a rekey a crash interrupted. Called under the lock."""
         key_path, next_path = self.state_dir / KEY_FILE, self.state_dir / NEXT_KEY_FILE
         root, nxt = _read_key(key_path), _read_key(next_path)
-        data = _read(self.path)
+        data = read_or_none(self.path)
         if nxt is not None:
             header_id = HEADER.unpack_from(data)[2] if data and len(data) >= HEADER.size else None
             if header_id == Keys.derive(nxt, self._device).key_id or root is None:
@@ -155,7 +155,7 @@ class Vault:
 
     def _load(self) -> None:
         stamp = self._file_stamp()
-        data = _read(self.path)
+        data = read_or_none(self.path)
         self._adopt_new_key(data)
         records, dim, space = parse(data, self._keys, str(self.path)) if data is not None else ([], 0, "")
         self._records = {r.person.id: r for r in records}

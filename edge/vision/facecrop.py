@@ -4,7 +4,7 @@ dlib's face network was trained on ``get_face_chip(size=150, padding=0.25)`` chi
 transform taking its 5-point landmarks (eye corners, base of the nose) to a fixed template. The gate
 has no dlib landmark detector, so the chip is cut from face-mesh points whose template positions
 were fitted on LFW: each mesh point's average position in dlib's own chips of the same photos
-(``scripts/eval_face.py fit``). On LFW fold 5, dlib's own 5 points land 2.8 px (median 2.4) from their
+(``models/training/eval_face.py fit``). On LFW fold 5, dlib's own 5 points land 2.8 px (median 2.4) from their
 template positions in these chips (150 px; the two landmark detectors differ by that much).
 
 Yaw beyond ``eyecrop.MAX_YAW_DEG`` or a tiny face: no crop (None), as for the eye crop.

@@ -6,7 +6,7 @@ the skin above the mask line, and the whole-face descriptor itself (dlib's netwo
 bare faces; a covered lower face moves its descriptor in a consistent direction). A logistic
 regression over both (12 colour/texture features of the aligned face chip and the 128-D face
 descriptor) was fitted on LFW photos with synthetic masks (the MaskTheFace photographs drawn by
-``scripts/embedder_data.py``) and checked, never fitted, on real masked photos (MODEL_CARD.md).
+``models/training/embedder_data.py``) and checked, never fitted, on real masked photos (MODEL_CARD.md).
 Its weights and threshold are in ``models/manifest.toml`` under ``[face.mask]``.
 
 When in doubt the gate treats the face as covered: that only drops the face score, never adds one.

@@ -4,10 +4,10 @@
 Runs with the gate's own venv and the gate's own code (Landmarker landmarks cached by
 ``face_landmarks.py``, ``edge.embed.Embedder`` / ``FaceEmbedder``, ``edge.vision.mask``):
 
-    .venv/bin/python scripts/face_landmarks.py --out /tmp/face-work/landmarks.npz
-    .venv/bin/python scripts/eval_face.py fit      # facecrop.TEMPLATE from dlib's LFW chips (folds 1-4)
-    .venv/bin/python scripts/eval_face.py embed    # eye + face embeddings, bare and synthetic-masked (cached)
-    .venv/bin/python scripts/eval_face.py report [--write-manifest] [--dlib /tmp/face-work/dlib_eval.npz]
+    .venv/bin/python models/training/face_landmarks.py --out /tmp/face-work/landmarks.npz
+    .venv/bin/python models/training/eval_face.py fit      # facecrop.TEMPLATE from dlib's LFW chips (folds 1-4)
+    .venv/bin/python models/training/eval_face.py embed    # eye + face embeddings, bare and synthetic-masked (cached)
+    .venv/bin/python models/training/eval_face.py report [--write-manifest] [--dlib /tmp/face-work/dlib_eval.npz]
 
 What each step fits, and on what (nothing is fitted on a test set):
 - the chip template: LFW View 2 folds 1-4, against dlib's own 5-point chips (teacher file);
@@ -28,12 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_data as D
+from embedder_metrics import far_threshold, summary
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-import embedder_data as D  # noqa: E402
-from embedder_metrics import far_threshold, summary  # noqa: E402
+ROOT = HERE.parents[1]
 
 log = logging.getLogger("eval_face")
 TRAIN_FOLDS, DEV_FOLD, TEST_FOLDS = (0, 1, 2, 3), 4, (5, 6, 7, 8, 9)
@@ -243,8 +242,6 @@ def report(a: argparse.Namespace) -> int:
                                  "share_above_0.99": float(np.mean(cos > 0.99))}
 
     # 2. Mask check: fit on LFW folds 1-2 (synthetic), threshold on fold 5, check on realmask_dev.
-    from edge.vision import mask
-
     Fm = z["face_m"] / np.maximum(np.linalg.norm(z["face_m"], axis=1, keepdims=True), 1e-12)
     X = np.hstack([z["col"], F]); Xm = np.hstack([z["col_m"], Fm])
     tr = sorted(i for i in (paths.index(p) for p in fold_images(a.data, TRAIN_FOLDS[:2]))
@@ -395,7 +392,7 @@ def write_manifest(res: dict, w: np.ndarray, b: float, thr: float) -> None:
     fmt = lambda xs: "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"  # noqa: E731
     text += f"""
 
-# ---- the whole-face embedder (dlib's face ResNet, CC0; scripts/face_export.py, scripts/eval_face.py)
+# ---- the whole-face embedder (dlib's face ResNet, CC0; models/training/face_export.py, models/training/eval_face.py)
 # Its own table, so the eye templates' embedding space (edge.embed.space_of) does not change.
 [face]
 default = "int8"

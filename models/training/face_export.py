@@ -11,7 +11,7 @@ with dlib's 5-point landmarks stored in ``../shared/data/teacher``), the TFLite 
 dlib's own descriptor of that chip. The gate's chips (from MediaPipe) are compared with dlib's
 descriptors by ``eval_face.py`` (the whole path). Runs in the training venv (MODEL_CARD.md):
 
-    venv-train/bin/python scripts/face_export.py --data ../shared/data --out models/ --work /tmp/face-work
+    venv-train/bin/python models/training/face_export.py --data ../shared/data --out models/ --work /tmp/face-work
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_teacher as T
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import embedder_teacher as T  # noqa: E402
 
 log = logging.getLogger("face_export")
 FILE = "face_embedder_int8.tflite"
@@ -94,7 +94,7 @@ def read_rgb(path: Path) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--out", type=Path, default=HERE.parent / "models")
+    ap.add_argument("--out", type=Path, default=HERE.parents[1] / "models")
     ap.add_argument("--work", type=Path, default=Path("/tmp/face-work"))
     ap.add_argument("--check", type=int, default=500, help="LFW images for the agreement check")
     ap.add_argument("--eval-dlib", action="store_true",

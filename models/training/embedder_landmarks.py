@@ -5,7 +5,7 @@ this file with the gate's own interpreter (``.venv/bin/python``) and reads the c
 The landmarks are made by the gate's own ``Landmarker`` in static mode, so training crops are cut
 exactly as the gate cuts them.
 
-    python scripts/embedder_landmarks.py --data ../shared/data --out /work/tmp/embedder/landmarks.npz
+    python models/training/embedder_landmarks.py --data ../shared/data --out /work/tmp/embedder/landmarks.npz
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 log = logging.getLogger("embedder_landmarks")
 

@@ -2,7 +2,7 @@
 """ISO/IEC 30107-3 figures for the liveness challenge: APCER per attack type, BPCER, replay chance.
 
 Genuine (bona fide) presentations: the hand-annotated actions in the LivePortrait clips
-(``scripts/liveness_annotations.toml``), each judged as a one-step challenge that is prompted about
+(``evaluation/liveness_annotations.toml``), each judged as a one-step challenge that is prompted about
 1 s before the person acts, at the clip's own rate and subsampled to 15 and 10 fps.
 
 Attacks: still photos (LFW deep-funneled, ORL faces) printed and presented to the camera, rendered as
@@ -14,8 +14,8 @@ Every attacker is adaptive: when asked to turn left, the photo is turned to the 
 Replay: every possible challenge sequence run against every genuine clip from several starting
 points; the fraction that passes is the chance a replayed recording answers a random challenge.
 
-    python scripts/eval_liveness.py            # full run (>= 300 attack clips), 2 worker processes
-    python scripts/eval_liveness.py --quick    # the CI subset, a minute or two
+    python evaluation/eval_liveness.py            # full run (>= 300 attack clips), 2 worker processes
+    python evaluation/eval_liveness.py --quick    # the CI subset, a minute or two
 
 Nothing is written to disk; figures go to stdout (``--json`` for one object per line).
 """
@@ -36,14 +36,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.camera import Frame
+from edge.config import LivenessConfig
+from edge.liveness import ChallengeSession, STEPS, sequences
+from edge.vision import landmarks
+from edge.vision.landmarks import Face
 
-from edge.camera import Frame  # noqa: E402
-from edge.config import LivenessConfig  # noqa: E402
-from edge.liveness import ChallengeSession, STEPS, sequences  # noqa: E402
-from edge.vision import landmarks  # noqa: E402
-from edge.vision.landmarks import Face  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,7 +52,7 @@ else:
 log = logging.getLogger("eval_liveness")
 
 DATA = ROOT.parent / "shared" / "data"
-ANNOTATIONS = ROOT / "scripts" / "liveness_annotations.toml"
+ANNOTATIONS = ROOT / "evaluation" / "liveness_annotations.toml"
 ATTACKS = ("still", "moved", "rotated", "scaled", "tilted", "curled", "shaken", "print", "bent", "rolled")
 # Radii (x the print's width) of the cylinder a print is bent round: "bent" is a gentle bow held in two
 # hands, "rolled" a print rolled tight round the face; "curled" uses one of each per photo.
@@ -79,8 +78,8 @@ def judge(faces: list[list[Face]], times: list[float], steps: list[str], cfg: Li
     for i, (fs, t) in enumerate(zip(faces, times)):
         v = s.update(Frame(empty, t, i), fs)
         if v is not None:
-            return v, t, s._prompt_t
-    return None, times[-1] if times else 0.0, s._prompt_t
+            return v, t, s.prompt_t
+    return None, times[-1] if times else 0.0, s.prompt_t
 
 
 # ---------- genuine ----------

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The whole gate on real people: how often it lets the right person in, and how fast.
 
-Every person in the annotated LivePortrait clips (``scripts/liveness_annotations.toml``) is enrolled
+Every person in the annotated LivePortrait clips (``evaluation/liveness_annotations.toml``) is enrolled
 into one vault from frames of their clip *outside* every tested stretch. Then, for each annotated
 action, the gate (edge.gate.Gate: tracking, the challenge, verify, 1:N match, decision, mock relay)
 runs on the stretch that starts ``--lead-s`` before the person acts, with that action as the
@@ -13,7 +13,7 @@ challenge. Figures:
 - action done -> relay on (clip time): what the gate adds after the person has answered;
 - compute per frame (wall clock: landmarks + the gate's own turn) on this machine.
 
-    .venv/bin/python scripts/eval_gate.py [--videos DIR] [--clips d10 d13 ...] [--lead-s 1.5] [--json]
+    .venv/bin/python evaluation/eval_gate.py [--videos DIR] [--clips d10 d13 ...] [--lead-s 1.5] [--json]
 
 Nothing is written to disk but a temporary vault; figures go to stdout.
 """
@@ -32,20 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.camera import Frame, frames
+from edge.camera.replay import ReplaySource
+from edge.config import Config
+from edge.door import open_door
+from edge.embed import Embedder
+from edge.enroll import judge_face
+from edge.gate import AGREEMENT_MIN, Gate
+from edge.match import gate_threshold
+from edge.vault import Vault
+from edge.vision import landmarks
+from edge.vision.landmarks import Landmarker
 
-from edge.camera import Frame, frames  # noqa: E402
-from edge.camera.replay import ReplaySource  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.door import open_door  # noqa: E402
-from edge.embed import Embedder  # noqa: E402
-from edge.enroll import judge_face  # noqa: E402
-from edge.gate import AGREEMENT_MIN, Gate  # noqa: E402
-from edge.match import gate_threshold  # noqa: E402
-from edge.vault import Vault  # noqa: E402
-from edge.vision import landmarks  # noqa: E402
-from edge.vision.landmarks import Landmarker  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +54,7 @@ else:
 log = logging.getLogger("eval_gate")
 
 VIDEOS = ROOT.parent / "shared" / "data" / "videos" / "liveportrait"
-ANNOTATIONS = ROOT / "scripts" / "liveness_annotations.toml"
+ANNOTATIONS = ROOT / "evaluation" / "liveness_annotations.toml"
 AFTER_S = 1.5        # the stretch runs this long after the action ends (verify needs a few frames)
 ENROL_FRAMES = 6     # frames per person, as `maskgate enroll` keeps at most 5 templates from them
 MARGIN_S = 0.5       # enrolment frames stay this far from any tested stretch

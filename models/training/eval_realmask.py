@@ -7,7 +7,7 @@ masks, their own camera) checks what transfers, without the photos ever entering
     DIR/PERSON/*.jpg      one folder per person; a file whose name contains "mask" (masked_01.jpg,
                           mask-kn95.png) is a masked photo, any other is bare-faced
 
-    .venv/bin/python scripts/eval_realmask.py DIR [--json] [--config maskgate.toml]
+    .venv/bin/python models/training/eval_realmask.py DIR [--json] [--config maskgate.toml]
 
 It runs the real command (`python -m edge.cli embed ... --json`, so the same crop, model check and
 mirror averaging as the gate) and prints, for masked probe vs bare gallery (the gate's case), bare
@@ -17,7 +17,7 @@ impostor pairs it accepts; the per-comparison false-accept rate at each shipped 
 manifest's threshold and its tail); how many people can be enrolled from their bare photos (the
 enrolment's own quality gates); and the open-set table (``--sizes``, default N = 1, 5, 10, 20, 50
 people enrolled through the real enrolment path, strangers = everyone else, as
-scripts/eval_identify.py): strangers admitted and right person admitted, masked and bare, at the
+models/training/eval_identify.py): strangers admitted and right person admitted, masked and bare, at the
 config's [match] stranger_rate (``--rate`` to change it). ``--sizes`` with no number skips the table.
 Nothing is written; the photos are read in place (the vaults live in temporary folders).
 """
@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from embedder_metrics import summary
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
-from embedder_metrics import summary  # noqa: E402
+ROOT = HERE.parents[1]
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
 
@@ -201,7 +200,7 @@ def enrolable(root: Path, config: str | None) -> dict:
 
 
 def open_set(root: Path, sizes: list[int], config: str | None, rate: float | None, seed: int) -> list[dict]:
-    """scripts/eval_identify.py's site for each N: the real enrolment and identify paths."""
+    """models/training/eval_identify.py's site for each N: the real enrolment and identify paths."""
     import dataclasses
     import random
 

@@ -6,9 +6,9 @@ other photos (right person).
 
     DIR/PERSON/*.jpg      one folder per person; "mask" in a file name marks a masked photo
 
-    .venv/bin/python scripts/eval_identify.py ../shared/data/realmask_dev --people 60 --rate 0.01
-    .venv/bin/python scripts/eval_identify.py ../shared/data/gt_faces --people 25 --rate 0.01
-    .venv/bin/python scripts/eval_identify.py DIR --people 60 --halves     # two disjoint sites
+    .venv/bin/python models/training/eval_identify.py ../shared/data/realmask_dev --people 60 --rate 0.01
+    .venv/bin/python models/training/eval_identify.py ../shared/data/gt_faces --people 25 --rate 0.01
+    .venv/bin/python models/training/eval_identify.py DIR --people 60 --halves     # two disjoint sites
 
 People are taken in a random order (``--seed``); each is enrolled from their bare photos but the last
 third (held out, when they have three or more, for the bare right-person rate) until N are enrolled; the
@@ -33,9 +33,6 @@ from typing import Any
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".pgm"}
 

@@ -9,7 +9,7 @@ too big for the gate, so it only teaches: each shipped student learns its embedd
 training crop (``train_embedder.py``), as well as dlib's full-face descriptor and the identities.
 
 The port: dlib's own deserialiser (C++, built from the dlib source distribution of the release the
-``train`` extra installs) writes the network as XML (``net_to_xml``); ``build`` rebuilds it layer
+requirements.txt installs) writes the network as XML (``net_to_xml``); ``build`` rebuilds it layer
 for layer in Keras, checked against ``dlib.face_recognition_model_v1`` on real 150 px chips. On the
 eye crop the stride-2 layers pad ('same'): dlib's unpadded ones need at least ~140 px of height.
 The crop is scaled by 55/48 first, so the pupils are as far apart as in dlib's own chips.

@@ -18,11 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-import sys  # noqa: E402
 
-sys.path.insert(0, str(ROOT))
-from edge.vision import eyecrop  # noqa: E402
+from edge.vision import eyecrop
 
 MASK_TYPES = ("surgical", "surgical_blue", "surgical_green", "N95", "KN95", "cloth", "gas")
 # Mesh points for MaskTheFace's anchors a..f (image-left cheek, nose bridge, image-right cheek,

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Screenshots of every resident screen in every language, drawn by the gate's own renderer
-(edge.display.render, the same code that fills the framebuffer), for README. No camera, no face:
+(edge.display.render, the same code that fills the framebuffer), for docs/residents.md. No camera, no face:
 a screen holds only text and icons.
 
-    python scripts/screenshots.py                 # docs/screens/<lang>-<screen>.png, 400x240, palette PNG
+    python docs/screens/render.py                 # docs/screens/<lang>-<screen>.png, 400x240, palette PNG
 """
 
 from __future__ import annotations
@@ -12,12 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.display.demo import TOUR
+from edge.display.i18n import LANGUAGES, translator
+from edge.display.render import Renderer
 
-from edge.display.demo import TOUR  # noqa: E402
-from edge.display.i18n import LANGUAGES, translator  # noqa: E402
-from edge.display.render import Renderer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def name(s) -> str:

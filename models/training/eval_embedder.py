@@ -1,6 +1,6 @@
 """Evaluate the eye embedder against the full-face dlib teacher, unmasked and with synthetic masks.
 
-    python scripts/eval_embedder.py --data ../shared/data --models models/
+    python models/training/eval_embedder.py --data ../shared/data --models models/
 
 LFW View 2, folds 6-10 (nobody in them, nor in fold 5, was trained on): genuine pairs are the
 pairs.txt match pairs of those folds; impostor pairs are *all* cross-identity pairs among the images
@@ -31,15 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
+from edge.embed import load_spec
+from edge.match import threshold_for
+import embedder_data as D
+import embedder_teacher
+from embedder_metrics import summary
+from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, teacher_targets, tflite_embed
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-from edge.embed import load_spec  # noqa: E402
-from edge.match import threshold_for  # noqa: E402
-import embedder_data as D  # noqa: E402
-import embedder_teacher  # noqa: E402
-from embedder_metrics import summary  # noqa: E402
-from train_embedder import TEST_FOLDS, ensure_landmarks, make_crops, teacher_targets, tflite_embed  # noqa: E402
 
 log = logging.getLogger("eval_embedder")
 SETTINGS = ("unmasked", "masked_probe", "masked_both")
@@ -183,9 +182,9 @@ def open_set(clean: np.ndarray, masked: np.ndarray, ids: np.ndarray, base: float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
-    ap.add_argument("--models", type=Path, default=HERE.parent / "models")
+    ap.add_argument("--models", type=Path, default=HERE.parents[1] / "models")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "maskgate-embedder")
-    ap.add_argument("--runtime-python", default=str(HERE.parent / ".venv" / "bin" / "python"))
+    ap.add_argument("--runtime-python", default=str(HERE.parents[1] / ".venv" / "bin" / "python"))
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-teacher", action="store_true", help="skip the dlib baseline")
     ap.add_argument("--teacher-folds", default="10",

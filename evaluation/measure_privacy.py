@@ -15,7 +15,7 @@ and prints:
   afterwards.
 
 Exit 0 when all of it is clean, 1 otherwise. Run it niced; 10 minutes of footage takes a while on
-two cores: ``nice -n 10 .venv/bin/python scripts/measure_privacy.py --minutes 10``.
+two cores: ``nice -n 10 .venv/bin/python evaluation/measure_privacy.py --minutes 10``.
 
 The recording is built by this script (not by the gate) in a temporary folder that is deleted at
 the end; it is the only video file written, and it is written before tracing starts.
@@ -35,10 +35,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.privacy import image_traces, media_kind, media_name
 
-from edge.privacy import image_traces, media_kind, media_name  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CLIPS = [ROOT / "edge" / "demo" / "clip.mp4", *sorted((ROOT / "tests" / "fixtures").glob("*.mp4"))]
 ENROLL = ROOT / "edge" / "demo" / "enroll"

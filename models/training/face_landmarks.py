@@ -6,7 +6,7 @@ the work folder, never in the repository). Tight crops the detector misses are r
 as ``maskgate embed`` does (``edge.embed.find_face``); ``pad`` records the border so the same padded
 image can be rebuilt.
 
-    .venv/bin/python scripts/face_landmarks.py --data ../shared/data --out /tmp/face-work/landmarks.npz
+    .venv/bin/python models/training/face_landmarks.py --data ../shared/data --out /tmp/face-work/landmarks.npz
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-import embedder_data as D  # noqa: E402
+import embedder_data as D
 
 log = logging.getLogger("face_landmarks")
 

@@ -4,7 +4,7 @@ Same pipeline as ``../shared/data/teacher`` (HOG detector with one upsample, the
 centre or a fixed fallback box, 5-point shape, 150 px chip with padding 0.25, one jitter), run on the
 unmasked and on the synthetic-masked version of each image (the very mask the student is tested
 with, drawn by ``embedder_data.masked_image`` with the same seed). Needs ``dlib`` (``dlib-bin``) and
-``face-recognition-models`` (CC0) from the ``train`` extra; results are cached by the caller.
+``face-recognition-models`` (CC0) from requirements.txt; results are cached by the caller.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 // Writes dlib's face recognition ResNet (dlib_face_recognition_resnet_model_v1.dat, CC0) as XML with
-// dlib's own deserialiser and net_to_xml, so scripts/embedder_teacher.py can rebuild it in Keras.
+// dlib's own deserialiser and net_to_xml, so models/training/embedder_teacher.py can rebuild it in Keras.
 // The network type is copied from dlib's tools/python/src/face_recognition.cpp.
 // Build: g++ -O1 -std=c++17 -DDLIB_NO_GUI_SUPPORT -I DLIB_SRC dlib_net_to_xml.cpp DLIB_SRC/dlib/all/source.cpp -lpthread
 #include <dlib/dnn.h>

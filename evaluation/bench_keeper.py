@@ -7,7 +7,7 @@ request, the keeper driving the relay on, and its reply (sent after the pin move
 is an upper bound on decision -> relay on. For comparison it times what the gate used to do before
 the relay: one audit append (line + head, two fsyncs) in the same state directory.
 
-    .venv/bin/python scripts/bench_keeper.py [--n 200] [--json]
+    .venv/bin/python evaluation/bench_keeper.py [--n 200] [--json]
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from edge.audit import AuditLog
+from edge.errors import DoorError
+from edge.keeper import KeeperDoor
 
-from edge.audit import AuditLog  # noqa: E402
-from edge.errors import DoorError  # noqa: E402
-from edge.keeper import KeeperDoor  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _figures(ms: list[float]) -> dict[str, float]:

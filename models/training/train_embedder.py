@@ -1,14 +1,14 @@
 """Train the eye-region embedder from scratch, export it to TFLite, calibrate it, evaluate it.
 
-One command, in a training venv of its own (the packages of pyproject's ``train`` extra; see
+One command, in a training venv of its own (models/training/requirements.txt; see
 models/MODEL_CARD.md), with the gate's ``.venv`` present for the MediaPipe step:
 
-    python scripts/train_embedder.py --data ../shared/data --out models/
+    python models/training/train_embedder.py --data ../shared/data --out models/
 
 does, with fixed seeds:
 1. face-mesh landmarks of every image (MediaPipe, run with the gate's own interpreter, cached);
 2. eye crops: clean, synthetic-masked, and gate-camera augmented variants (cached);
-3. the eye teachers (scripts/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
+3. the eye teachers (models/training/embedder_teacher.py): dlib's full-face ResNet (CC0), ported to Keras
    and fine-tuned on the eye crops (``--teachers`` such fine-tunes from different seeds, three in
    the shipped recipe; cached), and their summed embedding of every crop;
 4. training: a small CNN (MobileFaceNet-like head, plain 3x3 convolutions), 128-D, distilled from
@@ -19,7 +19,7 @@ does, with fixed seeds:
    (representative eye crops), the TFLite-vs-Keras agreement check;
 6. the threshold at FAR 1e-3 on the development people (LFW View 2 fold 5, never trained on), on
    mirror-averaged embeddings as the gate makes them (``--recalibrate`` redoes only this and 7);
-7. ``models/manifest.toml`` and the evaluation report (scripts/eval_embedder.py) on folds 6-10.
+7. ``models/manifest.toml`` and the evaluation report (models/training/eval_embedder.py) on folds 6-10.
 
 Held out from training: every person in LFW View 2 folds 5-10 (fold 5 = development, 6-10 = report).
 """
@@ -40,13 +40,13 @@ from pathlib import Path
 
 import numpy as np
 
+import embedder_data as D
+import embedder_teacher
+from embedder_loss import distill_cosface, learning_rate
+from embedder_metrics import cross_scores, far_threshold, summary
+
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-import embedder_data as D  # noqa: E402
-import embedder_teacher  # noqa: E402
-from embedder_loss import distill_cosface, learning_rate  # noqa: E402
-from embedder_metrics import cross_scores, far_threshold, summary  # noqa: E402
+ROOT = HERE.parents[1]
 
 log = logging.getLogger("train_embedder")
 
@@ -515,7 +515,7 @@ def write_manifest(out: Path, files: dict[str, Path], thresholds: dict[str, dict
                    args: argparse.Namespace) -> None:
     lines = [
         "# The eye-region embedder. embed.py refuses a model file whose sha256 differs from this.",
-        "# Written by scripts/train_embedder.py; see MODEL_CARD.md.",
+        "# Written by models/training/train_embedder.py; see MODEL_CARD.md.",
         f'default = "{default}"',
         "",
         "[input]",
