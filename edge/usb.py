@@ -33,8 +33,9 @@ from typing import Any
 
 from edge import audit_query, diag, roster
 from edge.audit import LOG_NAME, record
-from edge.errors import MaskgateError, VaultError
+from edge.errors import DoorError, MaskgateError, VaultError
 from edge.files import atomic_write
+from edge.keeper import KeeperDoor, socket_path
 from edge.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -214,9 +215,6 @@ def signal_done(cfg: Any, state: Path, refused: bool) -> str | None:
     """Tell the technician at the gate that the stick may be pulled: the door keeper plays ``done``
     (or ``denied`` when something was refused) on the LED and buzzer. Returns the pattern played, or
     None when no keeper answers (never raises: the stick is dealt with either way)."""
-    from edge.errors import DoorError
-    from edge.keeper import KeeperDoor, socket_path
-
     pattern = "denied" if refused else "done"
     try:
         door = KeeperDoor(socket_path(cfg, state), timeout=2.0)
