@@ -20,7 +20,7 @@ from edge.commands.access import templates_access
 from edge.commands.credentials import credentials_cli
 from edge.errors import VaultError
 from edge.files import atomic_write
-from edge.vault import Vault, _read, read_signing_key
+from edge.vault import Vault, read_or_none, read_signing_key
 
 
 def _when(t: float | None) -> str:
@@ -95,7 +95,7 @@ def templates_cli(args: Any, cfg: Any, state: Path, out: Any) -> int:
                   f"wrote {args.out}: {len(vault.people())} people sealed to {args.to[:16]}...")
         return 0
     if action == "import":
-        data = _read(Path(args.bundle))
+        data = read_or_none(Path(args.bundle))
         if data is None:
             raise VaultError(f"{args.bundle}: no such bundle file")
         # lazy: the embedder module brings the vision stack; only import needs it
