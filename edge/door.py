@@ -74,6 +74,8 @@ PATTERNS: dict[str, Pattern] = {
     "open": Pattern(((True, False, math.inf),)),                                # relay on
     "granted": Pattern(((True, True, 0.15), (True, False, 0.0))),              # one short beep
     "denied": Pattern(((True, True, 0.15), (False, False, 0.1)) * 3),          # three beeps
+    # A USB stick was dealt with and synced (edge.usb): two long flashes and beeps, "you may pull it".
+    "done": Pattern(((True, True, 0.6), (False, False, 0.3), (True, True, 0.6), (False, False, 0.0))),
     "lockout": Pattern(((True, False, 0.1), (False, False, 0.4)), repeat=True),
     "alarm": Pattern(((True, True, 0.5), (False, False, 0.5)), repeat=True),
     "fault": Pattern(((True, False, 0.1), (False, False, 0.1), (True, False, 0.1), (False, False, 1.0)),
@@ -85,7 +87,7 @@ PATTERNS: dict[str, Pattern] = {
     "prompt-turn-right": Pattern(((True, False, 0.2), (False, False, 0.6)), repeat=True),
 }
 STEADY = ("idle", "busy", "lockout", "fault", "prompt-blink", "prompt-turn-left", "prompt-turn-right")
-TRANSIENT = ("granted", "denied")
+TRANSIENT = ("granted", "denied", "done")
 
 
 class Pins(Protocol):
@@ -275,6 +277,7 @@ class Door:
         self._alarms: set[str] = set()
         self._steady = "idle"
         self._transient: tuple[str, float] | None = None
+        self._done_count = 0   # "done" patterns played (a USB stick dealt with), for status watchers
         self._shown: tuple[str, float] = ("idle", time.monotonic())
         self._outputs = (None, None)
         self._pins = make_pins(self._on_input)
@@ -332,6 +335,8 @@ class Door:
         with self._cond:
             if pattern in TRANSIENT:
                 self._transient = (pattern, time.monotonic())
+                if pattern == "done":   # counted: a status watcher cannot miss a short pattern
+                    self._done_count += 1
             else:
                 self._steady = pattern
             self._cond.notify_all()
@@ -347,7 +352,7 @@ class Door:
             return {"backend": self._pins.name if not self._closed else "closed",
                     "relay": "on" if self._relay else "off", "locked": not self._relay,
                     "unlocked_by": self._unlocked_by if self._relay else None, "contact": contact,
-                    "alarms": sorted(self._alarms), "pattern": self._shown[0]}
+                    "alarms": sorted(self._alarms), "pattern": self._shown[0], "done": self._done_count}
 
     @property
     def relay_on(self) -> bool:

@@ -472,6 +472,8 @@ def _changes(last: dict[str, Any], now: dict[str, Any]) -> list[dict[str, Any]]:
     before, after = set(last.get("alarms", ())), set(now.get("alarms", ()))
     out += [{"event": "alarm", "alarm": a, "active": True} for a in sorted(after - before)]
     out += [{"event": "alarm", "alarm": a, "active": False} for a in sorted(before - after)]
+    if now.get("done", 0) > last.get("done", 0):   # a USB stick was dealt with (edge.usb): for the screen
+        out.append({"event": "stick", "action": "done"})
     return out
 
 

@@ -10,7 +10,12 @@ by ``systemd/80-maskgate-usb.rules``, mounts it read-only and runs ``maskgate us
   ``vault.trusted_keys`` and not expired, the gate writes into ``maskgate/from-gates/<its key>/``:
   ``pubkey.txt`` (what a station seals rosters to), ``diag.jsonl`` (``diag --json`` without the
   camera and door checks, which belong to the running gate), ``audit.jsonl`` and ``audit.csv`` (the
-  whole log; never images: the log holds none) and ``result.txt``, then syncs and says done.
+  whole log; never images: the log holds none) and ``result.json``, then syncs and says done.
+
+"Done" is said in the journal and on the door's LED and buzzer, through the door keeper (which owns
+those pins): pattern ``done`` (two long flashes and beeps) when everything on the stick was taken,
+``denied`` (three short beeps) when something was refused; the journal says what. Without a keeper
+(a station, a test) only the journal says it.
 
 Without a valid request nothing is written to the stick: an unknown stick can bring a signed roster
 but take nothing away. A station writes the request with ``maskgate usb DIR --request --sign-key KEY``.
@@ -28,8 +33,9 @@ from typing import Any
 
 from edge import audit_query, diag, roster
 from edge.audit import LOG_NAME, record
-from edge.errors import MaskgateError, VaultError
+from edge.errors import DoorError, MaskgateError, VaultError
 from edge.files import atomic_write
+from edge.keeper import KeeperDoor, socket_path
 from edge.vault import Vault
 
 log = logging.getLogger(__name__)
@@ -55,6 +61,7 @@ class Outcome:
     skipped: list[dict] = field(default_factory=list)
     report: str | None = None
     request: str = "none"
+    led: str | None = None   # what the door keeper played for it (signal_done), None without a keeper
 
 
 # ---------------------------------------------------------------- the signed request
@@ -198,9 +205,30 @@ def process(stick: Path, cfg: Any, state: Path) -> Outcome:
         write_to_stick(Path(outcome.report) / "result.json", json.dumps(result, indent=1).encode() + b"\n")
         os.sync()  # the stick may be pulled as soon as the gate says done
     status = "done" if not outcome.refused else "done, with refusals"
+    outcome.led = signal_done(cfg, state, refused=bool(outcome.refused))
     log.info("usb stick %s: %s", stick, status)
     audit("usb.done", imported=len(outcome.imported), refused=len(outcome.refused), request=outcome.request[:200])
     return outcome
+
+
+def signal_done(cfg: Any, state: Path, refused: bool) -> str | None:
+    """Tell the technician at the gate that the stick may be pulled: the door keeper plays ``done``
+    (or ``denied`` when something was refused) on the LED and buzzer. Returns the pattern played, or
+    None when no keeper answers (never raises: the stick is dealt with either way)."""
+    pattern = "denied" if refused else "done"
+    try:
+        door = KeeperDoor(socket_path(cfg, state), timeout=2.0)
+    except DoorError as e:
+        log.info("usb: no door keeper to show %s on the LED (%s)", pattern, e)
+        return None
+    try:
+        door.call({"op": "indicate", "pattern": pattern})
+    except DoorError as e:
+        log.warning("usb: the door keeper did not show %s: %s", pattern, e)
+        return None
+    finally:
+        door.close()
+    return pattern
 
 
 def has_valid_request(stick: Path, cfg: Any, state: Path) -> bool:

@@ -10,7 +10,7 @@
 #              RASPIFIRM / RASPIROOT as in Debian's own raspi images.
 # The base is cached (re-run with --rebuild-base to redo it); steps 2-3 take minutes.
 #   sudo scripts/build-image.sh [--out DIR] [--rebuild-base]
-# Needs root and: mmdebstrap qemu-user-static binfmt-support mtools dosfstools fdisk e2fsprogs.
+# Needs root and: mmdebstrap arch-test qemu-user-static binfmt-support mtools dosfstools fdisk e2fsprogs.
 # Output: DIR/maskgate-arm64.img, DIR/vmlinuz, DIR/initrd.img (for booting it under qemu), DIR/times.txt.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,8 +25,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "build-image.sh: run as root (mmdebstrap, chroot)" >&2; exit 2; }
-for tool in mmdebstrap mcopy mkfs.vfat mkfs.ext4 sfdisk chroot; do
-  command -v "$tool" >/dev/null || { echo "build-image.sh: $tool is missing: apt-get install mmdebstrap qemu-user-static binfmt-support mtools dosfstools fdisk e2fsprogs" >&2; exit 2; }
+for tool in mmdebstrap arch-test mcopy mkfs.vfat mkfs.ext4 sfdisk chroot; do
+  command -v "$tool" >/dev/null || { echo "build-image.sh: $tool is missing: apt-get install mmdebstrap arch-test qemu-user-static binfmt-support mtools dosfstools fdisk e2fsprogs" >&2; exit 2; }
 done
 if [ "$(uname -m)" != aarch64 ] && [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
   echo "build-image.sh: no binfmt handler for aarch64: apt-get install qemu-user-static binfmt-support" \
@@ -45,6 +45,11 @@ suite=bookworm
 mirror=${MIRROR:-http://deb.debian.org/debian}
 gpiod=gpiod==2.5.0   # not in requirements.txt (an optional extra there); as scripts/install.sh
 packages=systemd-sysv,udev,kmod,initramfs-tools,zstd,linux-image-arm64,raspi-firmware,dosfstools,python3,python3-venv
+# as scripts/install.sh: the screen's Chinese font, aplay; useradd (firstboot) and mount (maskgate-usb)
+packages+=,fonts-wqy-microhei,alsa-utils,passwd,mount
+# python-evdev (claim mode's USB card readers) has no wheel: built in the chroot, then these are purged
+build_deps="gcc python3-dev linux-libc-dev"
+packages+=,${build_deps// /,}
 base="$out/base"
 base_version=1   # bump when the mmdebstrap hooks below change
 base_key=$(printf '%s %s %s\n' "$suite" "$packages" "$base_version" | sha256sum | cut -c1-16)
@@ -78,10 +83,15 @@ pyhost=${PYTHON:-python3}
 # bookworm's 2.36 (ai-edge-litert 2.x is tagged manylinux_2_27).
 plat=(--only-binary=:all: --python-version 3.11 --implementation cp --platform manylinux2014_aarch64)
 for glibc in $(seq 17 36); do plat+=(--platform "manylinux_2_${glibc}_aarch64"); done
-"$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" -r "$repo/requirements.txt"
+grep -v '^evdev==' "$repo/requirements.txt" > "$out/requirements-wheels.txt"
+"$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" -r "$out/requirements-wheels.txt"
 "$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" --no-deps mediapipe==0.10.18
 # door.backend = "gpiod": Debian's kernel has no /dev/gpiomem, so the Pi's pins go through libgpiod v2
 "$pyhost" -m pip download -q --disable-pip-version-check "${plat[@]}" -d "$wheels" --no-deps "$gpiod"
+# sdists (python-evdev has no wheel): built in the chroot, offline, with these build backends
+"$pyhost" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: -d "$wheels" \
+  "$(grep -o '^evdev==[^ ;]*' "$repo/requirements.txt")"
+"$pyhost" -m pip download -q --disable-pip-version-check --only-binary=:all: -d "$wheels" "setuptools>=61" wheel
 "$pyhost" -m pip wheel -q --disable-pip-version-check --no-deps --no-build-isolation -w "$wheels" "$repo" 2>/dev/null ||
   "$pyhost" -m pip wheel -q --disable-pip-version-check --no-deps -w "$wheels" "$repo"
 stamp "wheels downloaded ($(du -sm "$wheels" | cut -f1) MB)"
@@ -103,8 +113,9 @@ chroot_run /bin/sh -euc '
   $pip install --no-index --find-links /tmp/wheels -r /tmp/requirements.txt
   $pip install --no-index --find-links /tmp/wheels --no-deps mediapipe==0.10.18 "$0"
   $pip install --no-index --find-links /tmp/wheels --no-deps maskgate
-  /opt/maskgate/venv/bin/python -c "import edge.cli, mediapipe, cv2, nacl, gpiozero, gpiod; print(\"maskgate imports ok\")"
-' "$gpiod"
+  /opt/maskgate/venv/bin/python -c "import edge.cli, mediapipe, cv2, nacl, gpiozero, gpiod, evdev; print(\"maskgate imports ok\")"
+  apt-get purge -y -q --autoremove $1 >/dev/null
+' "$gpiod" "$build_deps"
 rm -rf "$root/tmp/wheels" "$root/tmp/requirements.txt"
 stamp "maskgate installed in rootfs"
 if [ -d "$repo/models" ] && ls "$repo"/models/* >/dev/null 2>&1; then

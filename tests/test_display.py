@@ -275,6 +275,17 @@ def test_denials_in_plain_words(reason: str, key: str) -> None:
     assert M.denial(reason) == key
 
 
+def test_a_usb_stick_dealt_with_is_shown_then_the_screen_goes_back() -> None:
+    f, shown = follower()
+    f.frame(3.0, [], "idle")
+    f.door_event({"event": "stick", "action": "done"})     # the keeper played "done" for edge.usb
+    assert shown[-1] == Screen("stick_done")
+    f.frame(4.0, [], "idle")
+    assert shown[-1] == Screen("stick_done")                # stays up for display.result_s
+    f.frame(9.0, [], "idle")
+    assert shown[-1] == Screen("idle")
+
+
 def test_lockout_counts_down_and_faults_and_held_door_show() -> None:
     f, shown = follower()
     f.event({"t": 10.0, "event": "decision", "granted": False, "who": None, "score": None, "reason": "liveness: timeout"})

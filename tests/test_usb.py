@@ -229,3 +229,131 @@ def test_stick_script_mounts_read_only_until_a_valid_request(site: dict, tmp_pat
     listing = on_stick(img, f"/maskgate/from-gates/{pub[:16]}")
     assert all(f in listing for f in ("audit.jsonl", "audit.csv", "diag.jsonl", "pubkey.txt", "result.json"))
     assert not (tmp_path / "mnt" / "maskgate").exists()      # unmounted
+
+
+def _vfat() -> bool:
+    return "\tvfat\n" in Path("/proc/filesystems").read_text()
+
+
+@pytest.mark.skipif(not _loop_ok() or not _vfat() or not all(shutil.which(t) for t in ("mkfs.vfat", "mcopy", "setpriv")),
+                    reason="needs root, losetup, a kernel with vfat, mkfs.vfat, mtools and setpriv (a loop device "
+                    "stands in for the stick; scripts/test-image.sh runs it in the image)")
+def test_a_fat_stick_is_found_by_the_script_holding_only_the_units_capabilities(site: dict, tmp_path: Path) -> None:
+    """maskgate-usb@.service leaves root only CAP_SYS_ADMIN, CAP_SETUID and CAP_SETGID (no CAP_DAC_*): the
+    FAT stick, mounted for the service user, must still let that root find maskgate/ on it (in the QEMU
+    image a 0750 mount made every stick "not a maskgate stick")."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from edge.embed import load_spec
+    from edge.roster import export
+    from edge.vault import Vault, read_signing_key
+
+    s = site
+    unit = (ROOT / "systemd/maskgate-usb@.service").read_text()
+    caps = [ln.split("=", 1)[1].split() for ln in unit.splitlines() if ln.startswith("CapabilityBoundingSet=")][0]
+    assert caps == ["CAP_SYS_ADMIN", "CAP_SETUID", "CAP_SETGID"]
+    pub = maskgate("templates", "pubkey", *s["gate"], env=s["gate_env"]).stdout.strip()
+    station = Vault.open(s["tmp"] / "station", device_id="station-laptop")
+    spec = load_spec()
+    station.add("Ana", [np.eye(1, spec.dim, 0)[0]], "form", space=spec.space)
+    data, _ = export(station, s["tmp"] / "station", pub, read_signing_key(s["key"]))
+    (tmp_path / "ana.roster").write_bytes(data)
+    img = tmp_path / "stick.img"
+    subprocess.run(["mkfs.vfat", "-n", "MGSTICK", "-C", str(img), "8192"], check=True, capture_output=True)
+    subprocess.run(["mmd", "-i", str(img), "::maskgate"], check=True)
+    subprocess.run(["mcopy", "-i", str(img), str(tmp_path / "ana.roster"), "::maskgate/"], check=True)
+    cmd = tmp_path / "maskgate-cmd"
+    gate = " ".join(f"'{a}'" for a in s["gate"])
+    cmd.write_text(f"#!/bin/sh\ncd {ROOT} && MASKGATE_DEVICE_ID=gate-at-the-door exec {sys.executable} -m edge.cli "
+                   f"\"$@\" {gate}\n")
+    cmd.chmod(0o755)
+    loop = subprocess.run(["losetup", "-f", "--show", str(img)], capture_output=True, text=True)
+    if loop.returncode != 0:
+        pytest.skip(f"no loop device here: {loop.stderr.strip()}")
+    dev = loop.stdout.strip()
+    bounding = "-all," + ",".join("+" + c[4:].lower() for c in caps)
+    try:
+        r = subprocess.run(["setpriv", "--bounding-set", bounding, "--inh-caps", "-all", "--",
+                            "bash", str(ROOT / "scripts/maskgate-usb"), Path(dev).name],
+                           capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "MASKGATE_USB_MOUNT": str(tmp_path / "mnt"), "MASKGATE_CMD": str(cmd),
+                                "MASKGATE_USER": "nobody"})
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
+    assert r.returncode == 0, r.stderr
+    assert "maskgate stick mounted read-only (vfat)" in r.stderr and "done" in r.stderr, r.stderr
+    assert [p.name for p in Vault.open(s["tmp"] / "gate", device_id="gate-at-the-door").people()] == ["Ana"]
+
+
+# ---------------------------------------------------------------- "done" on the door's LED and buzzer
+
+def _pulses(pin) -> list[float]:
+    """The lengths of the pin's on periods, from gpiozero's mock pin history."""
+    on, out = None, []
+    t = 0.0
+    for st in pin.states:
+        t += st.timestamp
+        if st.state and on is None:
+            on = t
+        elif not st.state and on is not None:
+            out.append(t - on)
+            on = None
+    return out
+
+
+def test_a_stick_dealt_with_says_done_on_the_led_and_buzzer_through_the_keeper(site: dict) -> None:
+    """The keeper owns the LED and the buzzer; `maskgate usb` asks it to play "done" once the stick is
+    synced, and "denied" when something on the stick was refused."""
+    import threading
+
+    from gpiozero.pins.mock import MockFactory
+
+    from edge.config import Config, replace
+    from edge.events import stream_line
+    from edge.keeper import Keeper, KeeperDoor
+
+    s = site
+    state = s["tmp"] / "gate"
+    state.mkdir(mode=0o700)
+    factory = MockFactory()
+    keeper = Keeper(replace(Config(), "door", led_pin=22, buzzer_pin=23), state, pin_factory=factory)
+    t = threading.Thread(target=keeper.serve, daemon=True)
+    t.start()
+    led, buzzer = factory.pin(22), factory.pin(23)
+    seen: list[dict] = []
+    watcher = KeeperDoor(keeper.path)
+    watcher.on_event(seen.append, every_s=0.1)   # as the daemon's screen follows the keeper
+    try:
+        assert maskgate("usb", s["stick"], "--request", "--sign-key", s["key"]).returncode == 0
+        led.clear_states()
+        r = maskgate("usb", s["stick"], *s["gate"], "--json", env=s["gate_env"])
+        assert r.returncode == 0, r.stderr
+        assert r.json_lines()[-1]["led"] == "done"
+        time.sleep(2.0)   # the pattern lasts 1.5 s
+        on = _pulses(led)
+        assert len(on) == 2 and all(0.5 <= d <= 0.8 for d in on), on
+        assert len(_pulses(buzzer)) == 2 and led.state is False and buzzer.state is False
+        # the daemon's screen is told (Follower.door_event shows "USB stick done"); the event stream is not
+        assert seen.count({"event": "stick", "action": "done"}) == 1, seen
+        assert stream_line(seen[-1], "gate", False) is None
+
+        stranger = s["tmp"] / "stranger.key"
+        maskgate("templates", "keygen", "--out", stranger)
+        assert maskgate("usb", s["stick"], "--request", "--sign-key", stranger).returncode == 0
+        led.clear_states()
+        assert maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"]).returncode == 1
+        time.sleep(1.2)
+        on = _pulses(led)
+        assert len(on) == 3 and all(d < 0.3 for d in on), on   # denied: three short beeps
+    finally:
+        watcher.close()
+        keeper.stop.set()
+        t.join(5)
+        keeper.close()
+    # without a keeper (a station, a bench) the stick is dealt with all the same
+    r = maskgate("usb", s["stick"], *s["gate"], env=s["gate_env"])
+    assert r.returncode == 1 and "done, with refusals" in r.stdout and "no door keeper" in r.stdout, r.stdout

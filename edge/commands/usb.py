@@ -46,7 +46,9 @@ def report(outcome: Outcome, out: Any) -> int:
     for item in outcome.skipped:
         out.event({"usb": "skipped", **item}, f"skipped {item['file']}: {item['reason']}")
     status = "done" if not outcome.refused else "done, with refusals"
-    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused)},
+    out.event({"usb": "done", "request": outcome.request, "report": outcome.report, "refused": len(outcome.refused),
+               "led": outcome.led},
               f"{status}: {len(outcome.imported)} roster(s) imported; report request: {outcome.request}"
-              + (f"; report written to {outcome.report}" if outcome.report else ""))
+              + (f"; report written to {outcome.report}" if outcome.report else "")
+              + (f"; the door LED shows {outcome.led}" if outcome.led else "; no door keeper, so nothing on the LED"))
     return 1 if outcome.refused else 0

@@ -13,4 +13,4 @@ TOUR = (Screen("idle"), Screen("claim"), Screen("claim_read", reason="card"), Sc
         Screen("challenge", step="turn-right", n=2, total=2, seconds=6), Screen("checking"),
         Screen("welcome", name="demo-person"),
         *(Screen("denied", reason=r) for r in M.DENIED),
-        Screen("lockout", seconds=59), Screen("held_open"), Screen("fault"))
+        Screen("lockout", seconds=59), Screen("held_open"), Screen("fault"), Screen("stick_done"))

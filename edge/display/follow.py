@@ -110,8 +110,12 @@ class Follower:
             self._set(self._sticky)
 
     def door_event(self, ev: dict[str, Any]) -> None:
-        """A door event (edge.door): the held-open alarm raised or cleared."""
-        if ev.get("event") == "alarm" and ev.get("alarm") == "held_open":
+        """A door event (edge.door): the held-open alarm raised or cleared; a USB stick dealt with
+        (the keeper played "done" for edge.usb), shown for ``display.result_s``."""
+        if ev.get("event") == "stick" and ev.get("action") == "done":
+            self._until = self.now + max(2.0, self.cfg.display.result_s)
+            self._set(Screen("stick_done"))
+        elif ev.get("event") == "alarm" and ev.get("alarm") == "held_open":
             self._held = bool(ev.get("active"))
             if self._held:
                 self._play("say:held_open")

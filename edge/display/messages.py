@@ -29,6 +29,7 @@ TEXT = {
     "lockout": (N_("Too many attempts"), USE_CARD),
     "held_open": (N_("Door held open"), N_("Please close the door behind you")),
     "fault": (N_("Face entry is out of service"), USE_CARD),
+    "stick_done": (N_("USB stick done"), N_("You can remove it now")),
 }
 WELCOME_NAME = N_("Welcome, {name}")
 LOCKOUT_LEFT = N_("Face entry resumes in {minutes} min {seconds} s")
@@ -89,7 +90,7 @@ class Screen:
 
 
 KINDS = ("idle", "claim", "claim_read", "too_far", "too_close", "one_person", "challenge", "checking",
-         "welcome", "denied", "lockout", "held_open", "fault")
+         "welcome", "denied", "lockout", "held_open", "fault", "stick_done")
 
 
 def denial(reason: str) -> str:

@@ -37,7 +37,8 @@ WHITE, BLACK = (255, 255, 255), (0, 0, 0)
 GREEN, AMBER, RED, GREY = (40, 200, 90), (255, 190, 30), (235, 60, 50), (170, 170, 170)
 ACCENT = {"welcome": GREEN, "challenge": AMBER, "checking": AMBER, "too_far": AMBER, "too_close": AMBER,
           "one_person": AMBER, "denied": RED, "lockout": RED, "held_open": RED, "fault": RED, "idle": WHITE,
-          "claim": WHITE, "claim_read": AMBER}
+          "claim": WHITE, "claim_read": AMBER,
+          "stick_done": GREEN}
 
 
 def find_font(language: str, configured: str = "") -> str:
@@ -172,7 +173,7 @@ class Renderer:
                 xa, ya = cx + int(1.6 * r * math.cos(a)), cy - int(0.8 * r * math.sin(a))
                 d.line((xa, ya, xa + int(0.35 * r * math.cos(a)), ya - int(0.35 * r * math.sin(a))),
                        fill=c, width=lw // 2 + 1)
-        elif k == "welcome":     # a tick in a circle
+        elif k in ("welcome", "stick_done"):     # a tick in a circle
             d.ellipse((cx - r, cy - r, cx + r, cy + r), outline=c, width=lw)
             d.line([(cx - r // 2, cy), (cx - r // 8, cy + r // 2 - r // 10), (cx + r // 2 + r // 8, cy - r // 2)],
                    fill=c, width=lw + 2, joint="curve")
