@@ -137,6 +137,21 @@ def _joined(parts: list[bytes]) -> bytes:
 
 # ---- ALSA ----
 
+def alsa_configured(proc: Path = Path("/proc/asound/cards")) -> bool:
+    """Whether ALSA has anything to open: a sound card, or an ``asound.conf`` (a PCM of its own, a
+    Bluetooth or network sink). When it has neither, the gate is silent without starting ``aplay``
+    to ask (a gate with no speaker starts no program, restart after restart)."""
+    home = os.environ.get("HOME")
+    if os.environ.get("ALSA_CONFIG_PATH") or Path("/etc/asound.conf").exists() \
+            or (home and (Path(home) / ".asoundrc").exists()):
+        return True
+    try:
+        cards = proc.read_text()
+    except OSError:
+        return False
+    return any(line.strip() and "no soundcards" not in line for line in cards.splitlines())
+
+
 def alsa_problem(aplay: str, device: str) -> str | None:
     """Why ``aplay -D device`` cannot play here (its last error line), or None when it can: the device
     is opened with an empty WAV, so nothing is heard."""
@@ -162,6 +177,8 @@ class Player:
         self.aplay = shutil.which("aplay")
         why = ("volume 0" if cfg.volume <= 0 else "no aplay (apt install alsa-utils)" if not self.aplay
                else None) if cfg.enabled else None
+        if cfg.enabled and why is None and not alsa_configured():
+            why = "no sound card (/proc/asound/cards) and no asound.conf"
         if cfg.enabled and why is None:
             problem = alsa_problem(str(self.aplay), cfg.device)
             if problem:

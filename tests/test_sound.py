@@ -235,3 +235,32 @@ def test_the_demo_gate_chimes_through_alsa_and_runs_silently_without_it(alsa: Pa
     said = [r.getMessage() for r in caplog.records if r.name == "edge.sound"]
     assert len(said) == 1 and "silent" in said[0], said
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR and "sound" in r.getMessage()]
+
+
+def test_no_card_and_no_asound_conf_is_silence_without_starting_aplay(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gate with no speaker starts no program: not even aplay to ask (the image test checks that a
+    restarted daemon starts none)."""
+    monkeypatch.delenv("ALSA_CONFIG_PATH", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cards = tmp_path / "cards"
+    cards.write_text("--- no soundcards ---\n")
+    assert not sound.alsa_configured(cards)
+    assert not sound.alsa_configured(tmp_path / "absent")      # no ALSA in the kernel at all
+    cards.write_text(" 0 [vc4hdmi0       ]: vc4-hdmi - vc4-hdmi-0\n                      vc4-hdmi-0\n")
+    assert sound.alsa_configured(cards)
+    (tmp_path / ".asoundrc").write_text("pcm.!default { type null }\n")
+    assert sound.alsa_configured(tmp_path / "absent")          # a PCM of its own, no card needed
+    (tmp_path / ".asoundrc").unlink()
+    if sound.alsa_configured():
+        pytest.skip("this machine has a sound card or /etc/asound.conf")
+
+    def no_program(*a, **k):
+        raise AssertionError(f"started {a[0]!r}")
+
+    monkeypatch.setattr(sound.subprocess, "run", no_program)
+    monkeypatch.setattr(sound.subprocess, "Popen", no_program)
+    player = sound.Player(Config().sound)
+    assert not player.enabled and "no sound card" in player.why
+    player.play("granted")
+    player.close()
