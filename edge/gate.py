@@ -238,7 +238,8 @@ class Gate:
         if self.state == "tracking":
             if face is None:
                 return self._abandon(t, "face left before the challenge")
-            self._collect(frame, face, a.before, a)
+            if len(a.before) < self.cfg.match.frames:   # (enough already while it waits for a card)
+                self._collect(frame, face, a.before, a)
             if len(a.before) >= self.cfg.match.frames:
                 if self.cfg.match.mode == "claim" and self._claim is None:
                     return self._wait_for_claim(t, a)
@@ -290,11 +291,9 @@ class Gate:
 
     def _wait_for_claim(self, t: float, a: _Approach) -> None:
         """Claim mode, a face and no card or PIN yet: ask for one before the challenge (answering a
-        challenge the gate then refuses for want of a card wastes the resident's time). The latest
-        frames are kept, so the challenge starts at once when the card comes."""
-        n = self.cfg.match.frames
-        del a.before[:-n]
-        del a.faces[:-n]
+        challenge the gate then refuses for want of a card wastes the resident's time). The frames
+        taken before stay (the ones after the challenge must still agree with them), so the challenge
+        starts at once when the card comes; the face leaving ends the wait."""
         if a.waiting is None:
             a.waiting = t
             self.emit(t, "waiting", on="claim")
