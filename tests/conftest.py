@@ -50,6 +50,18 @@ class Events(list):
         return [e for e in self if e["event"] == kind]
 
 
+class Quiet:
+    """An ``Output`` for a command run in process whose lines the test does not read."""
+
+    json = True
+
+    def event(self, *a, **k) -> None:
+        pass
+
+    def text(self, line: str) -> None:
+        pass
+
+
 def maskgate(*args: str, timeout: float = 300, env: dict | None = None) -> Result:
     """Run the installed command as a user would, in a fresh process."""
     p = subprocess.run([sys.executable, "-m", "edge.cli", *map(str, args)], capture_output=True,

@@ -17,7 +17,7 @@ from edge.display.i18n import LANGUAGES, po_path, translator
 from edge.display.messages import Screen
 from edge.display.render import CJK_FONTS, Renderer
 from edge.errors import ConfigError
-from tests.conftest import ROOT, maskgate
+from tests.conftest import ROOT, Quiet, maskgate
 
 HAVE_CJK = any(Path(p).is_file() for p in CJK_FONTS)
 needs_cjk = pytest.mark.skipif(not HAVE_CJK, reason="no CJK font (apt install fonts-wqy-microhei)")
@@ -393,15 +393,6 @@ def test_the_demo_gate_drives_a_framebuffer(tmp_path: Path) -> None:
         def show(self, rgb: np.ndarray) -> None:
             super().show(rgb)
             self.seen.append(self.read().tobytes())
-
-    class Quiet:
-        json = True
-
-        def event(self, *a, **k) -> None:
-            pass
-
-        def text(self, line: str) -> None:
-            pass
 
     disp = Watching(str(fb), 320, 192, 32)
     assert demo.demo(cfg, Quiet(), display=disp) == 0

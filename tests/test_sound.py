@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import need
+from conftest import Quiet, need
 from edge import sound
 from edge.config import Config, replace
 from edge.display.i18n import LANGUAGES
-from edge.display.messages import SPOKEN
 
 PERIOD_PAD_S = 0.25   # aplay fills its last period with silence: at most this much after the sound
 
@@ -205,15 +203,6 @@ def test_the_demo_gate_chimes_through_alsa_and_runs_silently_without_it(alsa: Pa
     """The real demo (enrolment, gate, blink, grant) with sound on: ALSA last received the granted chime.
     Then with no ALSA device: the same demo grants, and the speaker costs one log line."""
     from edge.commands.demo import demo
-
-    class Quiet:
-        json = True
-
-        def event(self, *a, **k) -> None:
-            pass
-
-        def text(self, line: str) -> None:
-            pass
 
     from edge.display.backends import FramebufferDisplay
 
