@@ -221,26 +221,26 @@ def parse_groups(groups: Any) -> dict[str, Group]:
         windows = body.get("windows")
         if not isinstance(windows, list) or not windows:
             raise _bad(f"{key}.windows", "must be a non-empty list like [\"Mon-Fri 07:00-19:00\"] or [\"always\"]")
-        parsed = []
-        for i, w in enumerate(windows):
-            try:
-                parsed.append(parse_window(w))
-            except RuleError as e:
-                raise _bad(f"{key}.windows[{i}]", str(e)) from None
+        parsed = _each(windows, parse_window, f"{key}.windows")
         site = body.get("site_holidays", True)
         if not isinstance(site, bool):
             raise _bad(f"{key}.site_holidays", f"must be true or false, not {site!r}")
-        out[name] = Group(name, tuple(parsed), parse_holidays(body.get("holidays", []), f"{key}.holidays"), site)
+        out[name] = Group(name, parsed, parse_holidays(body.get("holidays", []), f"{key}.holidays"), site)
     return out
 
 
 def parse_holidays(items: Any, key: str = "access.holidays") -> tuple[tuple[dt.date, dt.date], ...]:
     if not isinstance(items, list):
         raise _bad(key, "must be a list of dates like [\"2027-02-10\"]")
+    return _each(items, parse_dates, key)
+
+
+def _each(items: list[Any], parse: Any, key: str) -> tuple[Any, ...]:
+    """Every item of a config list parsed, a bad one named by its index (``key[i]``)."""
     out = []
     for i, item in enumerate(items):
         try:
-            out.append(parse_dates(item))
+            out.append(parse(item))
         except RuleError as e:
             raise _bad(f"{key}[{i}]", str(e)) from None
     return tuple(out)
