@@ -17,24 +17,18 @@ import hashlib
 import logging
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge.camera.replay import check_image_file, too_large
-from edge.config import EmbedConfig
-from edge.errors import MaskgateError, ModelError
+from edge.config import EmbedConfig, tomllib
+from edge.errors import ModelError
+from edge.files import sha256_file
 from edge.native import quiet_stderr
 from edge.vision import eyecrop, facecrop
 from edge.vision.landmarks import detect_padded
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Jetson (Ubuntu 22.04) ships Python 3.10
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 
@@ -132,14 +126,6 @@ def installed_space(name: str = "") -> str | None:
         return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _interpreter(path: Path, threads: int) -> Any:
     try:
         from ai_edge_litert.interpreter import Interpreter
@@ -169,7 +155,7 @@ class _CheckedModel:
         spec = load_spec(model, directory, self.SECTION)
         if not spec.path.is_file():
             raise ModelError(f"model file {spec.path} is missing (reinstall maskgate or set MASKGATE_MODELS)")
-        digest = _sha256(spec.path)
+        digest = sha256_file(spec.path)
         if digest != spec.sha256:
             raise ModelError(f"model file {spec.path} does not match {spec.path.parent / MANIFEST} "
                              f"(sha256 {digest[:12]}..., expected {spec.sha256[:12]}...): it is damaged or "
@@ -245,20 +231,6 @@ class FaceEmbedder(_CheckedModel):
 
     def crop(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray | None:
         return facecrop.face_crop(image, landmarks)
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-
-    if not path.exists():
-        raise MaskgateError(f"{path}: no such image file")
-    check_image_file(path)  # a FIFO, or too many pixels for MediaPipe: refused before decoding
-    im = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if im is None:
-        raise MaskgateError(f"{path}: cannot be read as an image (give a JPEG, PNG, BMP or PGM file)")
-    too_large(im, str(path))
-    return np.ascontiguousarray(im[:, :, ::-1])
 
 
 def find_face(lm: Any, image: np.ndarray, centre: bool = False) -> tuple[np.ndarray, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -67,3 +68,12 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600, check: Callable[[by
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def sha256_file(path: Path) -> str:
+    """A file's sha256 in hex, read in 1 MiB blocks (a model file is checked against its manifest)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -19,7 +19,6 @@ For ``maskgate identify``: ``recognise`` gives one photo's decision with ``maske
 from __future__ import annotations
 
 import logging
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,12 @@ from typing import Any
 import numpy as np
 
 from edge.calibration import calibrate, calibrate_fused
+from edge.config import tomllib
 from edge.embed import MANIFEST, FaceEmbedder, models_dir
 from edge.errors import ModelError
 from edge.match import Gallery, Match
 from edge.vision import facecrop
 from edge.vision.mask import MaskCheck
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Jetson (Ubuntu 22.04) ships Python 3.10
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 

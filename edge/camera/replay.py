@@ -66,6 +66,8 @@ def check_image_file(path: str | Path) -> None:
     p = Path(path)
     try:
         st = p.stat()
+    except FileNotFoundError:
+        raise CameraError(f"{p}: no such image file") from None
     except OSError as e:
         raise CameraError(f"{p}: {e.strerror}") from None
     if not stat.S_ISREG(st.st_mode):
@@ -89,11 +91,11 @@ def too_large(image: np.ndarray, what: str) -> None:
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """An image file as RGB, or ``CameraError`` naming the file."""
+    """An image file as RGB, or ``CameraError`` naming the file and what to give instead."""
     check_image_file(path)
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise CameraError(f"{path}: not a readable image file")
+        raise CameraError(f"{path}: cannot be read as an image (give a JPEG, PNG, BMP or PGM file)")
     too_large(bgr, str(path))
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 

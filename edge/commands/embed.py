@@ -10,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from edge.camera.replay import read_image
 from edge.config import Config
-from edge.embed import Embedder, _read_rgb, find_face
+from edge.embed import Embedder, find_face
 from edge.errors import MaskgateError
 from edge.vision import eyecrop, landmarks
 
@@ -25,7 +26,7 @@ def still_images(paths: list[Path], cfg: Config) -> Iterator[tuple[Path, np.ndar
     with landmarks.for_images(cfg.vision) as lm:
         for p in paths:
             try:
-                image = _read_rgb(p)
+                image = read_image(p)
             except MaskgateError as e:
                 print(f"maskgate: error: {e}", file=sys.stderr)
                 image = None

@@ -7,7 +7,6 @@ edited to match) is caught by the known answer, not by the checksum.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,10 @@ from edge.camera.replay import read_image
 from edge.config import tomllib
 from edge.diag.base import Context, Finding, _face_model, _fail, _ok, _warn
 from edge.errors import ModelError
+from edge.files import sha256_file
 from edge.vision import landmarks
 
 KNOWN_ANSWER = ("d10_005.jpg", "d10_130.jpg")  # the demo person, frames 5 and 130 of one recording
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _known_answer(embedder: Any, entry: dict[str, Any]) -> tuple[bool, str]:
@@ -81,7 +73,7 @@ def check_models(ctx: Context) -> Finding:
         path = mdir / str(entry.get("file", ""))
         if not path.is_file():
             missing.append(path.name or kind)
-        elif _sha256(path) != entry.get("sha256"):
+        elif sha256_file(path) != entry.get("sha256"):
             altered.append(path.name)
     if not entries:
         return _fail(f"{manifest_path} lists no models", reinstall)
