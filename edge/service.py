@@ -36,10 +36,6 @@ from edge.vision import landmarks
 log = logging.getLogger(__name__)
 
 
-def _install_privacy() -> None:
-    privacy.install()
-
-
 def _make_gate(cfg: Config, state: Path, door: Door, audit: AuditLog,
                emit: Callable[[dict[str, Any]], None]) -> Any:
     """The decision engine, or None (door kept locked) when it cannot be built; says why.
@@ -153,7 +149,7 @@ def run(cfg: Config, state: Path, config_path: str | None = None) -> int:
     stream: Any = None
     try:
         notifier.status("starting")
-        _install_privacy()
+        privacy.install()
         audit = AuditLog(state, cfg.audit)
         audit.append("service", action="start", version=__version__, door=cfg.door.backend,
                      camera=cfg.camera.source)
